@@ -1,0 +1,43 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+# Each creates .venv if needed and installs everything into it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= pipelines,local-s3,dev
+STAMP := $(VENV)/.installed-$(shell echo $(EXTRAS) | tr ',' '-')
+
+.PHONY: setup demo test test-slow test-all bench clean
+
+setup: $(STAMP)
+
+# torch first: the CPU wheel (`torch==2.13.0`) unless the venv already has a torch
+# (GPU users install their own CUDA build first). A plain `torch` requirement would
+# otherwise pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $@
+
+demo: setup
+	mkdir -p runs/demo
+	$(VENV)/bin/elmo dump tests/fixtures/elmo_tiny/sentences.txt runs/demo/embeddings.hdf5 \
+	  --options-file tests/fixtures/elmo_tiny/options.json \
+	  --weight-file tests/fixtures/elmo_tiny/lm_weights.hdf5 --all
+
+test: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -m "slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected
+
+test-all: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

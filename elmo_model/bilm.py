@@ -1,0 +1,133 @@
+"""The bidirectional LM: a shared token encoder, a forward and a backward LSTM stack.
+
+State is explicit: ``BiLm.forward`` takes an optional initial :class:`BiLmState` and returns the
+final one. Stateless use (the default everywhere) passes nothing, so a sentence's vectors never
+depend on the rest of the batch; carrying state between batches is the caller's business.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from elmo_model.lstm import LstmState, ProjectedLstm
+from elmo_model.options import ElmoOptions
+from elmo_model.token_encoder import CharCnnTokenEncoder
+
+
+@dataclasses.dataclass
+class BiLmState:
+    """LSTM state per direction and layer: ``h (2, n_layers, batch, proj)``, ``c (2, n_layers, batch, cell)``."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+
+    def select(self, index: torch.Tensor) -> BiLmState:
+        """The state of the batch rows ``index`` (in that order)."""
+        return BiLmState(self.h[:, :, index], self.c[:, :, index])
+
+
+@dataclasses.dataclass
+class BiLmOutput:
+    """``layers``: L+1 tensors ``(batch, tokens, 2·proj)``; layer 0 is the token vector twice."""
+
+    layers: list[torch.Tensor]
+    mask: torch.Tensor  # (batch, tokens) bool
+    token_embedding: torch.Tensor  # (batch, tokens, proj)
+    state: BiLmState
+
+    def direction_outputs(self, layer: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forward and backward halves of one layer, each ``(batch, tokens, proj)``."""
+        return self.layers[layer].chunk(2, dim=-1)
+
+
+def _lstm_stack(options: ElmoOptions) -> nn.ModuleList:
+    projection = options.projection_dim if options.has_lstm_projection else None
+    return nn.ModuleList(
+        ProjectedLstm(
+            options.projection_dim, options.lstm_dim, projection, options.cell_clip, options.proj_clip
+        )
+        for _ in range(options.n_layers)
+    )
+
+
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's first ``lengths[b]`` steps of ``(batch, steps, dim)``; padding stays put."""
+    steps = x.shape[1]
+    t = torch.arange(steps, device=x.device).unsqueeze(0)  # (1, steps)
+    lengths = lengths.unsqueeze(1)  # (batch, 1)
+    index = torch.where(t < lengths, lengths - 1 - t, t)  # (batch, steps)
+    return x.gather(1, index.unsqueeze(2).expand_as(x))
+
+
+class BiLm(nn.Module):
+    """Char ids (with ``<S>``/``</S>`` already in place) → the L+1 layer stack."""
+
+    def __init__(self, options: ElmoOptions, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.options = options
+        self.token_encoder = CharCnnTokenEncoder(options)
+        self.forward_layers = _lstm_stack(options)
+        self.backward_layers = _lstm_stack(options)
+        self.dropout = dropout
+
+    def zero_state(self, batch: int, like: torch.Tensor) -> BiLmState:
+        o = self.options
+        h = like.new_zeros(2, o.n_layers, batch, o.projection_dim)
+        return BiLmState(h, like.new_zeros(2, o.n_layers, batch, o.lstm_dim))
+
+    def forward(self, char_ids: torch.Tensor, state: BiLmState | None = None) -> BiLmOutput:
+        """``char_ids (batch, tokens, max_chars)``, 0 = padding position, tokens left-aligned."""
+        mask = char_ids[:, :, 0] > 0  # (batch, tokens)
+        tokens = self.token_encoder(char_ids)  # (batch, tokens, proj)
+        if state is None:
+            state = self.zero_state(char_ids.shape[0], tokens)
+        lengths = mask.sum(dim=1)
+        # Longest first, so that step t runs on a shrinking prefix of the batch.
+        order = torch.argsort(lengths, descending=True, stable=True)
+        restore = torch.argsort(order)
+        sorted_lengths = lengths[order]
+        batch_sizes = [int(n) for n in (sorted_lengths.unsqueeze(0) > torch.arange(
+            char_ids.shape[1], device=char_ids.device).unsqueeze(1)).sum(1)]
+        sorted_state = state.select(order)
+        x = tokens[order]
+        forward_out, forward_state = self._run_stack(
+            self.forward_layers, x, batch_sizes, sorted_state, 0
+        )
+        backward_in = reverse_within_lengths(x, sorted_lengths)
+        backward_out, backward_state = self._run_stack(
+            self.backward_layers, backward_in, batch_sizes, sorted_state, 1
+        )
+        backward_out = [reverse_within_lengths(b, sorted_lengths) for b in backward_out]
+        layer_mask = mask.unsqueeze(2).to(tokens.dtype)
+        layers = [torch.cat([tokens, tokens], dim=-1)]
+        for f, b in zip(forward_out, backward_out):
+            layers.append(torch.cat([f, b], dim=-1)[restore] * layer_mask)
+        new_state = BiLmState(
+            torch.stack([forward_state[0], backward_state[0]]),
+            torch.stack([forward_state[1], backward_state[1]]),
+        ).select(restore)
+        return BiLmOutput(layers, mask, tokens, new_state)
+
+    def _run_stack(
+        self,
+        stack: nn.ModuleList,
+        x: torch.Tensor,
+        batch_sizes: list[int],
+        state: BiLmState,
+        direction: int,
+    ) -> tuple[list[torch.Tensor], LstmState]:
+        outputs, hs, cs = [], [], []
+        for k, lstm in enumerate(stack):
+            layer_in = F.dropout(x, self.dropout, self.training) if self.dropout else x
+            out, (h, c) = lstm(layer_in, batch_sizes, (state.h[direction, k], state.c[direction, k]))
+            if k > 0 and self.options.use_skip_connections:
+                out = out + x
+            outputs.append(out)
+            hs.append(h)
+            cs.append(c)
+            x = out
+        return outputs, (torch.stack(hs), torch.stack(cs))

@@ -1,0 +1,111 @@
+"""``elmo dump``: embed a file of sentences into hdf5, in the original ``elmo`` command's format.
+
+Output: one dataset per input line, named ``str(line_index)``, float32 ``(L+1, n_tokens, 2·proj)``
+for ``all`` or ``(n_tokens, 2·proj)`` for ``top`` / ``average``; plus ``sentence_to_index``,
+a one-element string dataset holding the JSON map ``sentence → str(line_index)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from elmo_model.embedder import SentenceEmbedder
+from elmo_model.errors import ElmoError
+from elmo_model.files import PathOrUrl, read_bytes
+from elmo_model.weights import load_bilm
+
+MODES = ("all", "top", "average")
+
+
+def read_sentences(input_file: PathOrUrl) -> list[str]:
+    """Lines of ``input_file``; invalid UTF-8 or an empty line raises an error naming the line."""
+    raw = read_bytes(input_file, "input file")
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    sentences = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            text = line.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise ElmoError(f"{input_file}: line {number} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        if not text:
+            raise ElmoError(f"{input_file}: line {number} is empty (one whitespace-tokenized sentence per line)")
+        sentences.append(text)
+    if not sentences:
+        raise ElmoError(f"{input_file}: no sentences")
+    return sentences
+
+
+def _select(layers: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "top":
+        return layers[-1]
+    if mode == "average":
+        return layers.mean(axis=0)
+    return layers
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def dump_embeddings(
+    input_file: PathOrUrl,
+    output_file: str | os.PathLike,
+    options_file: PathOrUrl,
+    weight_file: PathOrUrl,
+    mode: str = "all",
+    batch_size: int = 64,
+    device: str = "cpu",
+    stateful: bool = False,
+    progress: bool = True,
+) -> int:
+    """Embed every line of ``input_file`` into ``output_file``; returns the number of sentences.
+
+    The output appears only when complete (written to a temporary name, then renamed).
+    """
+    if mode not in MODES:
+        raise ElmoError(f"mode must be one of {MODES}, got {mode!r}")
+    if batch_size < 1:
+        raise ElmoError(f"batch size must be positive, got {batch_size}")
+    sentences = read_sentences(input_file)
+    embedder = SentenceEmbedder(load_bilm(options_file, weight_file), _device(device), stateful)
+    target = Path(output_file)
+    partial = target.with_name(f"_{target.name}.partial")
+    try:
+        with h5py.File(partial, "w") as fout, tqdm(
+            total=len(sentences), unit="sent", disable=not progress, desc="elmo dump"
+        ) as bar:
+            index = 0
+            for batch in _batches(sentences, batch_size):
+                for vectors in embedder([s.split() for s in batch]):
+                    fout.create_dataset(str(index), data=_select(vectors, mode).astype(np.float32))
+                    index += 1
+                bar.update(len(batch))
+            mapping = {sentence: str(i) for i, sentence in enumerate(sentences)}
+            fout.create_dataset(
+                "sentence_to_index", (1,), dtype=h5py.string_dtype(), data=[json.dumps(mapping)]
+            )
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return len(sentences)
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ElmoError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ElmoError(f"device {name!r} requested but CUDA is not available")
+    return device

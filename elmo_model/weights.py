@@ -1,0 +1,208 @@
+"""bilm-tf / AllenNLP weight files: ``options.json`` + ``weights.hdf5``, in and out.
+
+The hdf5 layout (all float32)::
+
+    char_embed                  (n_chars=261, char_dim)   model row r+1 (row 0 = padding)
+    CNN/W_cnn_{i}, CNN/b_cnn_{i}  (1, width, char_dim, n_filters), (n_filters,)
+    CNN_high_{k}/{W,b}_{carry,transform}  (n_filters, n_filters), (n_filters,)   x @ W + b
+    CNN_proj/W_proj, b_proj     (n_filters, proj), (proj,)   (only if n_filters != proj)
+    RNN_{d}/RNN/MultiRNNCell/Cell{k}/LSTMCell/W_0  (in + out, 4·cell)   [x, h] @ W_0, gates i,j,f,o
+                                              /B    (4·cell,)
+                                              /W_P_0 (cell, proj)   (only with a projection)
+    softmax/W, softmax/b        (n_vocab, proj), (n_vocab,)   optional; training only
+
+``d`` is 0 for the forward LM, 1 for the backward LM. Conversion is transposes and slices only,
+so load → save → load is bit-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from elmo_model.bilm import BiLm
+from elmo_model.errors import ElmoError
+from elmo_model.files import PathOrUrl, open_binary, read_bytes
+from elmo_model.options import ElmoOptions
+
+SOFTMAX_GROUP = "softmax"
+
+
+def read_options(path: PathOrUrl) -> ElmoOptions:
+    """Parse an ``options.json`` from a path or URL."""
+    raw = read_bytes(path, "options file")
+    try:
+        parsed = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ElmoError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise ElmoError(f"{path}: options must be a JSON object")
+    return ElmoOptions.from_dict(parsed, source=str(path))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """One hdf5 dataset and how it maps onto model parameters."""
+
+    name: str
+    to_file: Callable[[], np.ndarray]  # model → file layout
+    from_file: Callable[[np.ndarray], None]  # file layout → model (shape already checked)
+
+
+def _param(name: str, tensor: torch.Tensor, to_file, from_file) -> _Entry:
+    def store(data: np.ndarray) -> None:
+        tensor.copy_(torch.from_numpy(np.ascontiguousarray(from_file(data))))
+
+    return _Entry(name, lambda: to_file(tensor.detach().cpu().numpy()), store)
+
+
+def _plain(name: str, tensor: torch.Tensor) -> _Entry:
+    return _param(name, tensor, lambda a: a, lambda d: d)
+
+
+def _transposed(name: str, tensor: torch.Tensor) -> _Entry:
+    return _param(name, tensor, lambda a: a.T, lambda d: d.T)
+
+
+def _lstm_kernel(name: str, lstm) -> _Entry:
+    """``W_0`` stacks the input rows over the recurrent rows: ``[x, h] @ W_0``."""
+    n_input = lstm.input_weight.shape[1]
+
+    def to_file() -> np.ndarray:
+        parts = (lstm.input_weight, lstm.recurrent_weight)
+        return np.concatenate([p.detach().cpu().numpy().T for p in parts])
+
+    def from_file(data: np.ndarray) -> None:
+        lstm.input_weight.copy_(torch.from_numpy(np.ascontiguousarray(data[:n_input].T)))
+        lstm.recurrent_weight.copy_(torch.from_numpy(np.ascontiguousarray(data[n_input:].T)))
+
+    return _Entry(name, to_file, from_file)
+
+
+def _entries(model: BiLm) -> Iterator[_Entry]:
+    """Every dataset of the file, in a fixed order."""
+    enc = model.token_encoder
+    yield _param(  # the model's row 0 is the padding id, absent from the file
+        "char_embed",
+        enc.char_embedding.weight,
+        lambda a: a[1:],
+        lambda d: np.concatenate([np.zeros((1, d.shape[1]), d.dtype), d]),
+    )
+    for i, conv in enumerate(enc.convolutions):  # (n, char_dim, width) ↔ (1, width, char_dim, n)
+        yield _param(f"CNN/W_cnn_{i}", conv.weight, lambda a: a.transpose(2, 1, 0)[None],
+                     lambda d: d[0].transpose(2, 1, 0))
+        yield _plain(f"CNN/b_cnn_{i}", conv.bias)
+    for k, highway in enumerate(enc.highways):
+        for part, linear in (("carry", highway.carry), ("transform", highway.transform)):
+            yield _transposed(f"CNN_high_{k}/W_{part}", linear.weight)
+            yield _plain(f"CNN_high_{k}/b_{part}", linear.bias)
+    if enc.projection is not None:
+        yield _transposed("CNN_proj/W_proj", enc.projection.weight)
+        yield _plain("CNN_proj/b_proj", enc.projection.bias)
+    for direction, stack in enumerate((model.forward_layers, model.backward_layers)):
+        for k, lstm in enumerate(stack):
+            prefix = f"RNN_{direction}/RNN/MultiRNNCell/Cell{k}/LSTMCell"
+            yield _lstm_kernel(f"{prefix}/W_0", lstm)
+            yield _plain(f"{prefix}/B", lstm.bias)
+            if lstm.projection is not None:
+                yield _transposed(f"{prefix}/W_P_0", lstm.projection)
+
+
+def bilm_arrays(model: BiLm) -> dict[str, np.ndarray]:
+    """The model's parameters as the file's datasets (name → array in bilm-tf layout)."""
+    return {entry.name: entry.to_file() for entry in _entries(model)}
+
+
+def load_weights(model: BiLm, weight_file: PathOrUrl) -> tuple[np.ndarray, np.ndarray] | None:
+    """Copy a bilm-tf hdf5 file into ``model``; returns the softmax ``(W, b)`` if the file has one.
+
+    Every dataset's shape is checked against the model built from the options; a mismatch names
+    the dataset, the expected and the actual shape.
+    """
+    with _open_hdf5(weight_file) as fin, torch.no_grad():
+        for entry in _entries(model):
+            data = _dataset(fin, entry.name, weight_file)
+            _check_shape(entry.name, data.shape, entry.to_file().shape, weight_file)
+            entry.from_file(data)
+        if SOFTMAX_GROUP not in fin:
+            return None
+        weight = _dataset(fin, f"{SOFTMAX_GROUP}/W", weight_file)
+        bias = _dataset(fin, f"{SOFTMAX_GROUP}/b", weight_file)
+        expected = (weight.shape[0], model.options.projection_dim)
+        _check_shape(f"{SOFTMAX_GROUP}/W", weight.shape, expected, weight_file)
+        _check_shape(f"{SOFTMAX_GROUP}/b", bias.shape, expected[:1], weight_file)
+        return weight, bias
+
+
+def _dataset(fin: h5py.File, name: str, source: PathOrUrl) -> np.ndarray:
+    if name not in fin or not isinstance(fin[name], h5py.Dataset):
+        raise ElmoError(f"{source}: dataset {name!r} is missing (options and weights do not match?)")
+    data = fin[name][...]
+    if not np.issubdtype(data.dtype, np.floating):
+        raise ElmoError(f"{source}: dataset {name!r} holds {data.dtype}, expected floats")
+    if not np.isfinite(data).all():
+        raise ElmoError(f"{source}: dataset {name!r} holds NaN or infinite values")
+    return data.astype(np.float32, copy=False)
+
+
+def _check_shape(name: str, actual: tuple, expected: tuple, source: PathOrUrl) -> None:
+    if tuple(actual) != tuple(expected):
+        raise ElmoError(
+            f"{source}: dataset {name!r} has shape {tuple(actual)}, expected {tuple(expected)} "
+            "from the options"
+        )
+
+
+def _open_hdf5(weight_file: PathOrUrl) -> h5py.File:
+    handle = open_binary(weight_file, "weights file")
+    try:
+        return h5py.File(handle, "r")
+    except OSError:
+        raise ElmoError(f"{weight_file}: not a readable HDF5 weights file (corrupt or truncated?)") from None
+
+
+def save_weights(
+    model: BiLm, weight_file: str | os.PathLike, softmax: tuple[np.ndarray, np.ndarray] | None = None
+) -> None:
+    """Write ``model`` (and optionally a softmax) in bilm-tf's layout; atomic on local disk."""
+    arrays = bilm_arrays(model)
+    if softmax is not None:
+        arrays[f"{SOFTMAX_GROUP}/W"], arrays[f"{SOFTMAX_GROUP}/b"] = softmax
+    _write_atomically(Path(weight_file), lambda f: _write_hdf5(f, arrays))
+
+
+def _write_hdf5(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with h5py.File(path, "w") as fout:
+        for name, array in arrays.items():
+            fout.create_dataset(name, data=np.asarray(array, dtype=np.float32))
+
+
+def save_options(options: ElmoOptions, options_file: str | os.PathLike) -> None:
+    _write_atomically(Path(options_file), lambda f: f.write_text(options.to_json() + "\n"))
+
+
+def _write_atomically(target: Path, write) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"_{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_bilm(options_file: PathOrUrl, weight_file: PathOrUrl) -> BiLm:
+    """Build a :class:`BiLm` from ``options.json`` and load ``weights.hdf5`` into it."""
+    model = BiLm(read_options(options_file))
+    load_weights(model, weight_file)
+    return model

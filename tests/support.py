@@ -1,0 +1,42 @@
+"""Builders and runners shared by the tests."""
+
+import os
+import subprocess
+import sys
+
+import torch
+
+from elmo_model.bilm import BiLm
+from elmo_model.options import ElmoOptions
+
+
+def random_bilm(seed: int = 0, **overrides) -> BiLm:
+    """A fixture-shaped biLM with random weights (scaled so that clipping really happens)."""
+    shape = dict(
+        filters=((1, 4), (2, 8), (3, 16), (4, 32)),
+        char_embedding_dim=4,
+        n_highway=2,
+        lstm_dim=32,
+        projection_dim=16,
+        n_layers=2,
+        cell_clip=3.0,
+        proj_clip=3.0,
+        use_skip_connections=True,
+    )
+    shape.update(overrides)
+    torch.manual_seed(seed)
+    model = BiLm(ElmoOptions(**shape))
+    with torch.no_grad():
+        for p in model.token_encoder.parameters():
+            p.normal_(0, 0.2)
+        for p in [*model.forward_layers.parameters(), *model.backward_layers.parameters()]:
+            p.normal_(0, 0.5)
+        model.token_encoder.char_embedding.weight[0].zero_()
+    return model.eval()
+
+
+def run_elmo(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the `elmo` command line (the installed package's entry point) in a subprocess."""
+    merged = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=merged)
