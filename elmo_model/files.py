@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -51,3 +53,17 @@ def read_bytes(path: PathOrUrl, what: str = "file") -> bytes:
 def open_binary(path: PathOrUrl, what: str = "file") -> BinaryIO:
     """A seekable binary handle on ``path`` (URLs are read into memory once)."""
     return io.BytesIO(read_bytes(path, what))
+
+
+def write_atomically(target: str | os.PathLike, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp_path)`` on a hidden name beside ``target``, then rename it into place."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"_{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import torch
 
 from elmo_model.bilm import BiLm
 from elmo_model.errors import ElmoError
-from elmo_model.files import PathOrUrl, open_binary, read_bytes
+from elmo_model.files import PathOrUrl, open_binary, read_bytes, write_atomically
 from elmo_model.options import ElmoOptions
 
 SOFTMAX_GROUP = "softmax"
@@ -176,7 +175,7 @@ def save_weights(
     arrays = bilm_arrays(model)
     if softmax is not None:
         arrays[f"{SOFTMAX_GROUP}/W"], arrays[f"{SOFTMAX_GROUP}/b"] = softmax
-    _write_atomically(Path(weight_file), lambda f: _write_hdf5(f, arrays))
+    write_atomically(Path(weight_file), lambda f: _write_hdf5(f, arrays))
 
 
 def _write_hdf5(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -186,19 +185,7 @@ def _write_hdf5(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def save_options(options: ElmoOptions, options_file: str | os.PathLike) -> None:
-    _write_atomically(Path(options_file), lambda f: f.write_text(options.to_json() + "\n"))
-
-
-def _write_atomically(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"_{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(Path(options_file), lambda f: f.write_text(options.to_json() + "\n"))
 
 
 def load_bilm(options_file: PathOrUrl, weight_file: PathOrUrl) -> BiLm:
