@@ -1,52 +1,32 @@
-"""The ``elmo`` command. Each subcommand imports its job lazily, so ``elmo dump`` needs no Ray."""
+"""The ``elmo`` command.
+
+Each subcommand lives in its own module with a ``register(subparsers)`` function that adds its
+parser and sets ``handler``; modules import their heavy dependencies (Ray, pyarrow) inside the
+handler, so ``elmo dump`` and ``elmo --help`` need no Ray.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from elmo_model.errors import ElmoError
 
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _add_dump(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dump", help="embed a file of sentences into hdf5 (the original `elmo` command)")
-    p.add_argument("input_file", help="one whitespace-tokenized sentence per line")
-    p.add_argument("output_file", help="hdf5 file to write")
-    p.add_argument("--options-file", required=True, help="options.json (path or URL)")
-    p.add_argument("--weight-file", required=True, help="weights.hdf5 (path or URL)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--all", dest="mode", action="store_const", const="all", help="all layers (default)")
-    mode.add_argument("--top", dest="mode", action="store_const", const="top", help="top layer only")
-    mode.add_argument("--average", dest="mode", action="store_const", const="average", help="mean of layers")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--stateful", action="store_true",
-                   help="carry LSTM state from batch to batch, as the original did")
-    p.set_defaults(mode="all", handler=_run_dump)
-
-
-def _run_dump(args: argparse.Namespace) -> int:
-    from elmo_model.dump import dump_embeddings
-
-    n = dump_embeddings(args.input_file, args.output_file, args.options_file, args.weight_file,
-                        args.mode, args.batch_size, args.device, args.stateful)
-    print(f"wrote {n} sentences to {args.output_file}", file=sys.stderr)
-    return 0
-
-
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_dump]
+# Modules defining ``register(subparsers)``, in the order ``elmo --help`` lists them.
+SUBCOMMAND_MODULES = [
+    "pipelines.dump_command",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elmo", description="ELMo embeddings: train, embed, serve on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in SUBCOMMANDS:
-        add(sub)
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
