@@ -1,0 +1,64 @@
+"""Export a trained biLM in the published layout, and load one back for fine-tuning.
+
+An export directory holds ``options.json`` + ``weights.hdf5`` (bilm-tf layout; the softmax in its
+own ``softmax`` group, which inference ignores) + ``vocab.txt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from elmo_model.errors import ElmoError
+from elmo_model.files import PathOrUrl
+from elmo_model.language_model import BidirectionalLm
+from elmo_model.vocab import Vocabulary
+from elmo_model.weights import load_weights, read_options, save_options, save_weights
+
+log = logging.getLogger(__name__)
+
+OPTIONS_FILE, WEIGHTS_FILE, VOCAB_FILE = "options.json", "weights.hdf5", "vocab.txt"
+
+
+def export_model(model: BidirectionalLm, vocab: Vocabulary, directory: str | os.PathLike) -> Path:
+    """Write ``options.json``, ``weights.hdf5`` (with softmax) and ``vocab.txt`` into ``directory``."""
+    directory = Path(directory)
+    options = model.bilm.options
+    options = dataclasses.replace(options, n_characters=262,
+                                  extra={**options.extra, "n_tokens_vocab": len(vocab)})
+    softmax = (model.softmax.weight.detach().cpu().numpy(), model.softmax.bias.detach().cpu().numpy())
+    save_weights(model.bilm, directory / WEIGHTS_FILE, softmax)
+    vocab.save(directory / VOCAB_FILE)
+    save_options(options, directory / OPTIONS_FILE)  # last: its presence marks a complete export
+    return directory
+
+
+def load_pretrained_lm(
+    options_file: PathOrUrl, weight_file: PathOrUrl, vocab: Vocabulary, dropout: float = 0.1
+) -> BidirectionalLm:
+    """A trainable biLM from published (or exported) files, for fine-tuning on ``vocab``.
+
+    The file's softmax is kept when it has one row per vocabulary entry; a file without a softmax
+    (published models) gets a freshly initialised one. Any other mismatch is an error.
+    """
+    options = read_options(options_file)
+    declared = options.extra.get("n_tokens_vocab")
+    model = BidirectionalLm(options, len(vocab), dropout)
+    softmax = load_weights(model.bilm, weight_file)
+    if softmax is None:
+        log.info("%s has no softmax: initialising one for %d tokens", weight_file, len(vocab))
+        return model
+    if softmax[0].shape[0] != len(vocab) or (declared is not None and int(declared) != len(vocab)):
+        raise ElmoError(
+            f"{weight_file}: softmax has {softmax[0].shape[0]} rows (options say n_tokens_vocab="
+            f"{declared}) but the vocabulary has {len(vocab)} tokens; use the vocab.txt exported with "
+            "the model, or a file without a softmax"
+        )
+    with torch.no_grad():
+        model.softmax.weight.copy_(torch.from_numpy(softmax[0]))
+        model.softmax.bias.copy_(torch.from_numpy(softmax[1]))
+    return model
