@@ -88,8 +88,6 @@ def train_in_process(
         trainer.load_state_dict(state)
         restore_rng_state(state["rng"])
         log.info("resumed from %s at step %d", checkpoint_path, trainer.step)
-    else:
-        torch.manual_seed(config.seed + 1)  # dropout masks, independent of the init stream
     done_here = 0
     batches = stream.from_step(trainer.step)
     while trainer.step < config.steps and (stop_after is None or done_here < stop_after):

@@ -36,13 +36,14 @@ class LmTrainer:
     """Owns the model, the optimizer and the step counter."""
 
     def __init__(self, model: BidirectionalLm, config: TrainConfig, device: str | torch.device = "cpu",
-                 forward_module: nn.Module | None = None) -> None:
+                 forward_module: nn.Module | None = None, rank: int = 0) -> None:
         self.model = model.to(device)
         self.forward_module = forward_module or self.model  # e.g. the DDP wrapper
         self.config = config
         self.device = torch.device(device)
         self.optimizer = make_optimizer(self.model, config)
         self.step = 0
+        self.rank = rank
         self.sampled = config.uses_sampled_softmax(model.softmax.n_vocab)
 
     def _negatives(self):
@@ -56,6 +57,8 @@ class LmTrainer:
         """One optimizer step on ``batch``. ``loss_scale`` lets DDP turn per-worker means into the
         global mean (world_size · local_targets / global_targets)."""
         self.forward_module.train()
+        # Dropout masks from (seed, rank, step): a resumed run draws exactly what it would have.
+        torch.manual_seed(hash((self.config.seed, self.rank, self.step)) & 0x7FFF_FFFF_FFFF)
         char_ids, token_ids = to_tensors(batch, self.device)
         loss: LmLoss = self.forward_module(char_ids, token_ids, self._negatives())
         self.optimizer.zero_grad(set_to_none=True)
