@@ -1,0 +1,59 @@
+"""The three model shapes the benchmarks run, with random weights that keep clipping active."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from elmo_model.bilm import BiLm
+from elmo_model.options import ElmoOptions
+
+_PUBLISHED_FILTERS = ((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024))
+
+SHAPES: dict[str, ElmoOptions] = {
+    # tests/fixtures/elmo_tiny/options.json
+    "fixture": ElmoOptions(
+        filters=((1, 4), (2, 8), (3, 16), (4, 32), (5, 64)), char_embedding_dim=4, n_highway=2,
+        lstm_dim=64, projection_dim=16, n_layers=2, cell_clip=3.0, proj_clip=3.0,
+        use_skip_connections=True,
+    ),
+    "small": ElmoOptions(
+        filters=_PUBLISHED_FILTERS, char_embedding_dim=16, n_highway=1, lstm_dim=1024,
+        projection_dim=128, n_layers=2, cell_clip=3.0, proj_clip=3.0, use_skip_connections=True,
+    ),
+    # The published "original" ELMo (5.5B / 93.6M parameters model).
+    "original": ElmoOptions(
+        filters=_PUBLISHED_FILTERS, char_embedding_dim=16, n_highway=2, lstm_dim=4096,
+        projection_dim=512, n_layers=2, cell_clip=3.0, proj_clip=3.0, use_skip_connections=True,
+    ),
+}
+
+
+def random_model(options: ElmoOptions, seed: int = 0) -> BiLm:
+    """A biLM with random weights, scaled like trained ones so that both clips fire sometimes."""
+    torch.manual_seed(seed)
+    model = BiLm(options)
+    with torch.no_grad():
+        for p in model.token_encoder.parameters():
+            p.normal_(0, 1.0 / math.sqrt(max(p.shape[-1], 1)))
+        model.token_encoder.char_embedding.weight.normal_(0, 1.0)
+        model.token_encoder.char_embedding.weight[0].zero_()
+        for lstm in [*model.forward_layers, *model.backward_layers]:
+            lstm.input_weight.normal_(0, 2.0 / math.sqrt(lstm.input_weight.shape[1]))
+            lstm.recurrent_weight.normal_(0, 2.0 / math.sqrt(lstm.recurrent_weight.shape[1]))
+            lstm.bias.normal_(0, 0.5)
+            if lstm.projection is not None:
+                lstm.projection.normal_(0, 3.0 / math.sqrt(lstm.projection.shape[1]))
+    return model.eval()
+
+
+def flops_per_position(o: ElmoOptions) -> dict[str, float]:
+    """Analytic FLOPs (2 per multiply-add) per token position, by part."""
+    conv = sum(2 * (o.max_characters_per_token - w + 1) * o.char_embedding_dim * w * n for w, n in o.filters)
+    highway = o.n_highway * 2 * (2 * o.n_filters * o.n_filters)
+    token_proj = 2 * o.n_filters * o.projection_dim if o.has_token_projection else 0
+    gates = 2 * (o.projection_dim + o.projection_dim) * 4 * o.lstm_dim
+    proj = 2 * o.lstm_dim * o.projection_dim if o.has_lstm_projection else 0
+    lstm = 2 * o.n_layers * (gates + proj)
+    return {"char_cnn": conv + highway + token_proj, "lstm": lstm, "total": conv + highway + token_proj + lstm}
