@@ -1,0 +1,89 @@
+"""pipelines.config: TOML file + flags + ``--set`` overrides into frozen dataclasses."""
+
+import argparse
+import dataclasses
+from typing import Literal
+
+import pytest
+
+from elmo_model.errors import ElmoError
+from pipelines.config import add_config_arguments, apply_override, load_config, parse_value, to_toml, write_config
+from pipelines.ingest import IngestConfig
+from pipelines.vocab_job import VocabConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Optim:
+    lr: float = 0.1
+    betas: tuple[float, ...] = (0.9, 0.999)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    name: str = "run"
+    steps: int = 10
+    device: Literal["cpu", "cuda"] = "cpu"
+    limit: int | None = None
+    verbose: bool = False
+    optim: Optim = dataclasses.field(default_factory=Optim)
+
+
+@pytest.mark.parametrize("raw, value", [("3", 3), ("2.5", 2.5), ("true", True), ("[1, 2]", [1, 2]),
+                                        ('"quoted"', "quoted"), ("s3://bucket/x", "s3://bucket/x"),
+                                        ("plain words", "plain words"), ("1e-3", 0.001)])
+def test_values_parse_as_toml_literals_else_strings(raw, value):
+    assert parse_value(raw) == value
+
+
+def test_defaults_then_file_then_flags_then_set(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text('name = "from-file"\nsteps = 5\n[optim]\nlr = 1\n')
+    job = load_config(Job, str(path), {"steps": 7, "limit": None}, ["optim.betas=[0.5, 0.6]", "device=cuda"])
+    assert job == Job(name="from-file", steps=7, device="cuda", optim=Optim(lr=1.0, betas=(0.5, 0.6)))
+    assert isinstance(job.optim.lr, float)
+    assert load_config(Job) == Job()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("stepz=3", r"unknown config key 'stepz' \(known keys: name, steps"),
+    ("optim.momentum=0.9", r"unknown config key 'optim.momentum' \(known keys: optim.lr, optim.betas\)"),
+    ("steps=1.5", r"config key 'steps': expected int, got 1.5"),
+    ("steps=true", r"config key 'steps': expected int, got True"),
+    ("device=tpu", r"config key 'device': 'tpu' is not one of \['cpu', 'cuda'\]"),
+    ("limit=many", r"config key 'limit': expected int, got 'many'"),
+    ("optim=3", r"config key 'optim': expected a table"),
+    ("optim.betas=[1, 'x']", r"config key 'optim.betas\[1\]': expected float"),
+    ("steps", r"expected KEY=VALUE"),
+    ("a..b=1", r"expected KEY=VALUE"),
+])
+def test_bad_overrides_fail_naming_the_key(override, message):
+    with pytest.raises(ElmoError, match=message):
+        load_config(Job, overrides=[override])
+
+
+def test_nested_set_through_a_scalar_fails():
+    data = {"name": 1}
+    with pytest.raises(ElmoError, match="name is not a table"):
+        apply_override(data, "name.x=1")
+
+
+def test_invalid_toml_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("steps = = 3\n")
+    with pytest.raises(ElmoError, match="bad.toml: not a valid TOML config"):
+        load_config(Job, str(path))
+
+
+def test_written_config_loads_back_identical(tmp_path):
+    config = VocabConfig(inputs=("s3://b/x", "/data"), output="s3://b/out", max_size=100,
+                         ingest=IngestConfig(format="jsonl", max_tokens=20, invalid_utf8="skip"))
+    write_config(config, str(tmp_path / "config.toml"))
+    assert load_config(VocabConfig, str(tmp_path / "config.toml")) == config
+    assert to_toml(config).startswith("# resolved VocabConfig\n")
+
+
+def test_config_arguments_on_a_parser():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(["--config", "c.toml", "--set", "a=1", "--set", "b.c=x"])
+    assert (args.config, args.overrides) == ("c.toml", ["a=1", "b.c=x"])
