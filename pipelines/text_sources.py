@@ -1,0 +1,203 @@
+"""Reading one input file into record tables, with provenance. No Ray here: plain functions.
+
+A *record* is a line of a text file, a line (JSON object) of a JSONL file or a row of a Parquet
+file. Each file is streamed in chunks and yields pyarrow tables with the columns of
+:data:`RECORD_SCHEMA`: ``source`` (the file's URL), ``line`` (0-based line number — for JSONL the
+physical line, for Parquet the row number), ``doc_id`` (the id field, null for plain text),
+``text`` (null when the record was skipped) and ``bad_utf8`` (the record held invalid UTF-8).
+
+Invalid UTF-8 follows a policy: ``replace`` (U+FFFD), ``skip`` (text becomes null) or ``fail``
+(an :class:`ElmoError` naming the URL and line). Corrupt gzip, unreadable files, malformed JSON
+and missing fields also raise :class:`ElmoError` naming the URL.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import zlib
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from elmo_model.errors import ElmoError
+
+logger = logging.getLogger(__name__)
+
+Utf8Policy = Literal["replace", "skip", "fail"]
+Format = Literal["txt", "jsonl", "parquet"]
+RECORD_SCHEMA = pa.schema([
+    ("source", pa.string()), ("line", pa.int64()), ("doc_id", pa.string()),
+    ("text", pa.string()), ("bad_utf8", pa.bool_()),
+])
+CHUNK_BYTES = 4 << 20  # bytes read per step; one output table per chunk
+_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz", ".json")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def detect_format(path: str, requested: str = "auto") -> Format:
+    """The format of ``path``: ``requested`` unless it is ``auto``; then by suffix (default txt)."""
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    lower = path.lower()
+    if lower.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if lower.endswith(_JSONL_SUFFIXES):
+        return "jsonl"
+    return "txt"
+
+
+def _table(url: str, first_line: int, texts: list, bad: list[bool], lines: list[int] | None = None,
+           doc_ids: list | None = None) -> pa.Table:
+    n = len(texts)
+    line = pa.array(lines, pa.int64()) if lines is not None else pa.array(range(first_line, first_line + n), pa.int64())
+    return pa.Table.from_arrays([
+        pa.array([url] * n, pa.string()), line,
+        pa.array(doc_ids, pa.string()) if doc_ids is not None else pa.nulls(n, pa.string()),
+        pa.array(texts, pa.string()), pa.array(bad, pa.bool_()),
+    ], schema=RECORD_SCHEMA)
+
+
+def decode_bad_line(raw: bytes, policy: Utf8Policy, url: str, line: int) -> str | None:
+    """Text of a line that is not valid UTF-8, under ``policy``; ``None`` means skip it."""
+    if policy == "fail":
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ElmoError(f"{url}:{line + 1}: invalid UTF-8 at byte {exc.start} of the line "
+                            "(set invalid_utf8 to replace or skip to go on)") from None
+    return raw.decode("utf-8", "replace") if policy == "replace" else None
+
+
+def _decode_chunk(chunk: bytes, first_line: int, policy: Utf8Policy, url: str) -> tuple[list, list[bool]]:
+    """Lines of ``chunk`` (complete lines, no trailing newline) as text, plus bad-UTF-8 flags."""
+    try:
+        lines = chunk.decode("utf-8").split("\n")
+        return [s[:-1] if s.endswith("\r") else s for s in lines], [False] * len(lines)
+    except UnicodeDecodeError:
+        pass
+    texts, bad = [], []
+    for i, raw in enumerate(chunk.split(b"\n")):
+        raw = raw.removesuffix(b"\r")
+        try:
+            texts.append(raw.decode("utf-8"))
+            bad.append(False)
+        except UnicodeDecodeError:
+            texts.append(decode_bad_line(raw, policy, url, first_line + i))
+            bad.append(True)
+    return texts, bad
+
+
+def _raw_chunks(stream: Any, url: str) -> Iterator[bytes]:
+    """Successive runs of complete lines (without the final newline) read from ``stream``."""
+    pending = b""
+    while True:
+        try:
+            block = stream.read(CHUNK_BYTES)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise ElmoError(f"{url}: corrupt or truncated gzip data ({exc})") from None
+        if not block:
+            break
+        pending += block
+        cut = pending.rfind(b"\n")
+        if cut >= 0:
+            yield pending[:cut]
+            pending = pending[cut + 1:]
+    if pending:
+        yield pending
+
+
+def _open_lines(arrow_fs: Any, path: str, url: str) -> Iterator[bytes]:
+    try:
+        stream = arrow_fs.open_input_stream(path, compression=None)
+    except FileNotFoundError:
+        raise ElmoError(f"{url}: file not found") from None
+    except OSError as exc:
+        raise ElmoError(f"{url}: cannot open: {exc}") from None
+    with stream:
+        source = gzip.GzipFile(fileobj=stream, mode="rb") if path.lower().endswith(".gz") else stream
+        try:
+            yield from _raw_chunks(source, url)
+        except OSError as exc:
+            raise ElmoError(f"{url}: cannot read: {exc}") from None
+
+
+def read_text_file(arrow_fs: Any, path: str, url: str, policy: Utf8Policy = "replace") -> Iterator[pa.Table]:
+    """Record tables of a text file (``.gz`` is decompressed): one record per line."""
+    line = n_bad = 0
+    for chunk in _open_lines(arrow_fs, path, url):
+        texts, bad = _decode_chunk(chunk, line, policy, url)
+        n_bad += sum(bad)
+        yield _table(url, line, texts, bad)
+        line += len(texts)
+    _report_bad(url, n_bad, policy)
+
+
+def _report_bad(url: str, n_bad: int, policy: str) -> None:
+    if n_bad:
+        action = "replaced with U+FFFD" if policy == "replace" else "skipped"
+        logger.warning("%s: %d line(s) with invalid UTF-8 %s", url, n_bad, action)
+
+
+def _json_record(text: str, url: str, line: int, text_field: str, id_field: str | None) -> tuple[str | None, str | None]:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ElmoError(f"{url}:{line + 1}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise ElmoError(f"{url}:{line + 1}: expected a JSON object, got {type(obj).__name__}")
+    if text_field not in obj:
+        raise ElmoError(f"{url}:{line + 1}: no field {text_field!r} (set the text field with --text-field)")
+    value = obj[text_field]
+    if value is not None and not isinstance(value, str):
+        raise ElmoError(f"{url}:{line + 1}: field {text_field!r} is {type(value).__name__}, expected a string")
+    doc_id = obj.get(id_field) if id_field else None
+    return value, None if doc_id is None else str(doc_id)
+
+
+def read_jsonl_file(arrow_fs: Any, path: str, url: str, text_field: str = "text", id_field: str | None = "id",
+                    policy: Utf8Policy = "replace") -> Iterator[pa.Table]:
+    """Record tables of a JSONL file: one record per non-blank line, ``line`` = physical line."""
+    line = n_bad = 0
+    for chunk in _open_lines(arrow_fs, path, url):
+        texts, bad = _decode_chunk(chunk, line, policy, url)
+        rows: tuple[list, list, list, list] = ([], [], [], [])
+        for i, (raw_text, is_bad) in enumerate(zip(texts, bad)):
+            if raw_text is not None and not raw_text.strip():
+                continue
+            text, doc_id = (None, None) if raw_text is None else _json_record(raw_text, url, line + i, text_field, id_field)
+            for column, value in zip(rows, (text, is_bad, line + i, doc_id)):
+                column.append(value)
+        n_bad += sum(bad)
+        line += len(texts)
+        if rows[0]:
+            yield _table(url, 0, rows[0], rows[1], lines=rows[2], doc_ids=rows[3])
+    _report_bad(url, n_bad, policy)
+
+
+def read_parquet_file(arrow_fs: Any, path: str, url: str, text_field: str = "text", id_field: str | None = "id",
+                      batch_rows: int = 65536) -> Iterator[pa.Table]:
+    """Record tables of a Parquet file: one record per row of column ``text_field``."""
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(arrow_fs.open_input_file(path))
+    except FileNotFoundError:
+        raise ElmoError(f"{url}: file not found") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise ElmoError(f"{url}: not a readable Parquet file ({exc})") from None
+    names = handle.schema_arrow.names
+    if text_field not in names:
+        raise ElmoError(f"{url}: no column {text_field!r} (columns: {', '.join(names)}; set --text-field)")
+    columns = [text_field] + ([id_field] if id_field and id_field in names else [])
+    row = 0
+    try:
+        for batch in handle.iter_batches(batch_size=batch_rows, columns=columns):
+            texts = batch.column(text_field).cast(pa.string())
+            doc_ids = batch.column(id_field).cast(pa.string()).to_pylist() if len(columns) > 1 else None
+            yield _table(url, row, texts.to_pylist(), [False] * len(texts), doc_ids=doc_ids)
+            row += len(texts)
+    except (OSError, pa.ArrowException) as exc:
+        raise ElmoError(f"{url}: cannot read Parquet data ({exc})") from None
