@@ -18,6 +18,8 @@ from elmo_model.errors import ElmoError
 # Modules defining ``register(subparsers)``, in the order ``elmo --help`` lists them.
 SUBCOMMAND_MODULES = [
     "pipelines.dump_command",
+    "pipelines.vocab_command",
+    "pipelines.s3_command",
 ]
 
 

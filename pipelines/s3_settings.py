@@ -12,6 +12,7 @@ Credentials never appear in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -21,6 +22,10 @@ from elmo_model.errors import ElmoError
 DEFAULT_REGION = "us-east-1"
 # botocore's names for credentials that never change while the process runs.
 _STATIC_METHODS = {"env", "explicit", "shared-credentials-file", "config-file", "boto2-config"}
+# botocore says at INFO level where it found the endpoint and the keys, on every client.
+for _name in ("botocore.credentials", "botocore.configprovider"):
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

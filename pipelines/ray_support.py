@@ -1,0 +1,75 @@
+"""The few version-sensitive Ray calls of the data stages, in one place (Ray pinned to 2.60).
+
+- :func:`ensure_ray` starts (or joins, with ``RAY_ADDRESS``) Ray once per process.
+- :func:`keep_user_errors` makes a dataset raise the UDF's own exception (not Ray Data's generic
+  ``UserCodeException``), so an :class:`ElmoError` raised in a worker reaches the driver.
+- :func:`clean_errors` turns such a remote error back into one plain :class:`ElmoError` whose
+  message is the worker's message, without Ray's traceback and retry notes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from elmo_model.errors import ElmoError
+
+logger = logging.getLogger(__name__)
+_RAY_NOTE = re.compile(r"\nFailed to .* after \d+/\d+ attempts", re.S)  # appended by Ray Data's retry logic
+_TRACEBACK_ELMO = re.compile(r"ElmoError: (.+)")
+
+
+def ensure_ray(num_cpus: int | None = None) -> None:
+    """``ray.init`` unless Ray is already initialised in this process."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+
+
+class _DropElmoTracebacks(logging.Filter):
+    """Ray Data logs a remote error's whole traceback; an ElmoError's message says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ElmoError))
+
+
+_EXECUTOR_LOGGER = "ray.data._internal.execution.streaming_executor_state"
+_FILTER = _DropElmoTracebacks()
+
+
+def keep_user_errors(ds: Any) -> Any:
+    """Let ``ds`` (and datasets derived from it) raise the UDFs' own exceptions."""
+    ds.context.raise_original_map_exception = True
+    logging.getLogger(_EXECUTOR_LOGGER).addFilter(_FILTER)  # idempotent: a filter is added once
+    return ds
+
+
+def _elmo_message(exc: BaseException) -> str | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)
+        if isinstance(current, ElmoError) and not isinstance(cause, BaseException):
+            return _RAY_NOTE.split(str(current))[0]
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    match = _TRACEBACK_ELMO.search(str(exc))  # the original only survives as text
+    return match.group(1) if match else None
+
+
+@contextlib.contextmanager
+def clean_errors() -> Iterator[None]:
+    """Re-raise an :class:`ElmoError` from a Ray worker as a plain one with the worker's message."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, ElmoError) and type(exc).__module__ == ElmoError.__module__:
+            raise
+        message = _elmo_message(exc)
+        if message is None:
+            raise
+        raise ElmoError(message) from None
