@@ -139,3 +139,11 @@ def test_cli_vocab_corrupt_gzip_fails_cleanly_and_writes_nothing(s3, capsys):
     assert "Traceback" not in err
     assert storage.list_files("s3://corpus/badvocab/", allow_empty=True) == []
 
+
+
+def test_ingest_benchmark_smoke(s3, tmp_path):
+    from benchmarks import ingest_bench
+
+    results = ingest_bench.main(["--mb", "0.05", "--files", "2", "--keep", str(tmp_path / "corpus")])
+    assert results["files"] == 2 and results["lines"] > 100
+    assert results["ray data"]["ratio_to_plain_loop"] > 0
