@@ -129,3 +129,29 @@ def test_bad_inputs(tmp_path, tiny_files, vocab):
     with pytest.raises(ElmoError, match="not a readable checkpoint"):
         (tmp_path / "c.pt").write_bytes(b"garbage")
         load_checkpoint(tmp_path / "c.pt")
+
+
+@pytest.mark.slow
+def test_trained_on_real_text_beats_unigram_perplexity_by_far():
+    """300 steps on public-domain prose (the demo corpus): held-out perplexity far below unigram."""
+    from pathlib import Path
+
+    from elmo_model.train_loop import eval_batches
+    from elmo_model.trainer import unigram_perplexity
+
+    corpus = Path(__file__).parents[2] / "pipelines" / "data" / "demo_corpus.txt"
+    sentences = [line.split() for line in corpus.read_text(encoding="utf-8").split("\n") if line.strip()]
+    train = [s for s in sentences[:6000] if len(s) <= 40]
+    held_out = sentences[-300:]
+    vocab = Vocabulary.from_counts(Counter(t for s in train for t in s), max_size=2000)
+    config = TrainConfig(
+        steps=300, batch_size=32, optimizer="adamw", learning_rate=0.004, dropout=0.0, max_tokens=42,
+        model_overrides=dict(projection_dim=64, lstm_dim=256, filters=((1, 32), (2, 32), (3, 64), (4, 64)),
+                             char_embedding_dim=8, n_highway=1),
+    )
+    trainer = train_in_process(config, train, vocab)
+    result = trainer.evaluate(eval_batches(held_out, vocab, config))
+    ids = lambda group: np.concatenate([vocab.encode([*s, "</S>"]) for s in group])  # noqa: E731
+    unigram = unigram_perplexity(ids(train), ids(held_out), len(vocab))
+    assert result["perplexity_forward"] < 0.6 * unigram
+    assert result["perplexity_backward"] < 0.6 * unigram
