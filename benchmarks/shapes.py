@@ -31,17 +31,20 @@ SHAPES: dict[str, ElmoOptions] = {
 
 
 def random_model(options: ElmoOptions, seed: int = 0) -> BiLm:
-    """A biLM with random weights, scaled like trained ones so that both clips fire sometimes."""
+    """A biLM with random weights scaled so that activations stay O(1) and the LSTM is not chaotic
+    (float32 rounding is not amplified past 1e-5), while ~1 % of first-layer outputs hit ``proj_clip``,
+    about what trained weights do."""
     torch.manual_seed(seed)
     model = BiLm(options)
     with torch.no_grad():
         for p in model.token_encoder.parameters():
-            p.normal_(0, 1.0 / math.sqrt(max(p.shape[-1], 1)))
+            fan_in = p[0].numel() if p.dim() > 1 else 1
+            p.normal_(0, (0.7 if p.dim() > 1 else 0.5) / math.sqrt(fan_in))
         model.token_encoder.char_embedding.weight.normal_(0, 1.0)
         model.token_encoder.char_embedding.weight[0].zero_()
         for lstm in [*model.forward_layers, *model.backward_layers]:
-            lstm.input_weight.normal_(0, 2.0 / math.sqrt(lstm.input_weight.shape[1]))
-            lstm.recurrent_weight.normal_(0, 2.0 / math.sqrt(lstm.recurrent_weight.shape[1]))
+            lstm.input_weight.normal_(0, 1.0 / math.sqrt(lstm.input_weight.shape[1]))
+            lstm.recurrent_weight.normal_(0, 0.5 / math.sqrt(lstm.recurrent_weight.shape[1]))
             lstm.bias.normal_(0, 0.5)
             if lstm.projection is not None:
                 lstm.projection.normal_(0, 3.0 / math.sqrt(lstm.projection.shape[1]))

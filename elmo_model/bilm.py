@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from elmo_model.lstm import LstmState, ProjectedLstm
+from elmo_model.lstm import LstmState, ProjectedLstm, run_packed
 from elmo_model.options import ElmoOptions
 from elmo_model.token_encoder import CharCnnTokenEncoder
 
@@ -80,9 +80,16 @@ class BiLm(nn.Module):
         return BiLmState(h, like.new_zeros(2, o.n_layers, batch, o.lstm_dim))
 
     def forward(self, char_ids: torch.Tensor, state: BiLmState | None = None) -> BiLmOutput:
-        """``char_ids (batch, tokens, max_chars)``, 0 = padding position, tokens left-aligned."""
+        """``char_ids (batch, tokens, max_chars)``, 0 = padding position, tokens left-aligned.
+
+        Without autograd (``torch.no_grad``/``inference_mode``) and without active dropout this
+        takes the packed inference path (:func:`elmo_model.lstm.run_packed`): same numbers,
+        less work.
+        """
         mask = char_ids[:, :, 0] > 0  # (batch, tokens)
         tokens = self.token_encoder(char_ids)  # (batch, tokens, proj)
+        if not torch.is_grad_enabled() and not (self.training and self.dropout):
+            return self.contextualize(tokens, mask, state)
         if state is None:
             state = self.zero_state(char_ids.shape[0], tokens)
         lengths = mask.sum(dim=1)
@@ -131,3 +138,94 @@ class BiLm(nn.Module):
             cs.append(c)
             x = out
         return outputs, (torch.stack(hs), torch.stack(cs))
+
+    def contextualize(self, tokens: torch.Tensor, mask: torch.Tensor, state: BiLmState | None = None) -> BiLmOutput:
+        """Inference only: token vectors ``(batch, T, proj)`` (zero at padding) → :class:`BiLmOutput`.
+
+        Both directions of a layer run together over a time-major packed layout, so padding
+        positions cost nothing and no tensor is concatenated per step.
+        """
+        batch, steps, _ = tokens.shape
+        packing = _Packing.build(mask)
+        outputs, final = self._run_packed(tokens, packing, state, (0, 1))
+        layers = [torch.cat([tokens, tokens], dim=-1)]
+        layers += [packing.unpack(out, batch, steps) for out in outputs]
+        return BiLmOutput(layers, mask, tokens, final)
+
+    def backward_final_state(
+        self, tokens: torch.Tensor, mask: torch.Tensor, state: BiLmState | None = None
+    ) -> BiLmState:
+        """Inference only: run just the backward stack; its final state (forward part unchanged).
+
+        Used to carry the backward state right to left over the windows of a long sentence.
+        """
+        return self._run_packed(tokens, _Packing.build(mask), state, (1,))[1]
+
+    def _run_packed(
+        self, tokens: torch.Tensor, packing: _Packing, state: BiLmState | None, directions: tuple[int, ...]
+    ) -> tuple[list[torch.Tensor], BiLmState]:
+        """The stacks of ``directions`` over packed inputs → per-layer packed ``(D, N, proj)``."""
+        batch, steps, proj = tokens.shape
+        if state is None:
+            state = self.zero_state(batch, tokens)
+        stacks = [(self.forward_layers, self.backward_layers)[d] for d in directions]
+        indices = [(packing.forward_index, packing.backward_index)[d] for d in directions]
+        flat = tokens.reshape(batch * steps, proj)  # (batch·T, proj)
+        x = torch.stack([flat[index] for index in indices])  # (D, N, proj)
+        h_final, c_final = state.h.clone(), state.c.clone()
+        order, outputs = packing.order, []
+        for k in range(self.options.n_layers):
+            h0 = torch.stack([state.h[d, k, order] for d in directions])  # (D, batch, proj), sorted
+            c0 = torch.stack([state.c[d, k, order] for d in directions])
+            out, c = run_packed([stack[k] for stack in stacks], x, packing.batch_sizes, h0, c0)
+            for i, d in enumerate(directions):
+                c_final[d, k, order] = c[i]
+                h_final[d, k, packing.ended_rows] = out[i, packing.last_index]  # before the skip
+            if k > 0 and self.options.use_skip_connections:
+                out += x
+            outputs.append(out)
+            x = out
+        return outputs, BiLmState(h_final, c_final)
+
+
+@dataclasses.dataclass
+class _Packing:
+    """Where each (step, row) of a batch lives in the packed, time-major layout.
+
+    Rows are sorted longest first (``order``); packed entry ``e`` is step ``t_e`` of sorted row
+    ``b_e``; ``forward_index`` / ``backward_index`` are its flat ``row·T + position`` in the batch
+    for the forward direction and for the backward one (which reads the sentence reversed).
+    """
+
+    order: torch.Tensor  # (batch,) original row of each sorted row
+    batch_sizes: list[int]  # rows still running at each step
+    forward_index: torch.Tensor  # (N,)
+    backward_index: torch.Tensor  # (N,)
+    ended_rows: torch.Tensor  # original rows with at least one token
+    last_index: torch.Tensor  # packed entry of each such row's last step
+
+    @classmethod
+    def build(cls, mask: torch.Tensor) -> _Packing:
+        batch, steps = mask.shape
+        lengths = mask.sum(dim=1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        sorted_lengths = lengths[order]
+        # (T, batch) time-major validity; its nonzero entries in row-major order are the packing
+        valid = torch.arange(steps, device=mask.device).unsqueeze(1) < sorted_lengths.unsqueeze(0)
+        t, b = valid.nonzero(as_tuple=True)
+        rows = order[b]
+        forward_index = rows * steps + t
+        backward_index = rows * steps + (sorted_lengths[b] - 1 - t)
+        entry = torch.arange(t.numel(), device=mask.device)
+        is_last = t == sorted_lengths[b] - 1
+        batch_sizes = [n for n in valid.sum(dim=1).tolist() if n > 0]
+        return cls(order, batch_sizes, forward_index, backward_index,
+                   rows[is_last], entry[is_last])
+
+    def unpack(self, packed: torch.Tensor, batch: int, steps: int) -> torch.Tensor:
+        """``(2, N, dim)`` packed directions → ``(batch, T, 2·dim)`` in batch order, zero padding."""
+        dim = packed.shape[2]
+        out = packed.new_zeros(batch * steps, 2, dim)
+        out[self.forward_index, 0] = packed[0]
+        out[self.backward_index, 1] = packed[1]
+        return out.view(batch, steps, 2 * dim)  # (batch·T, 2, dim) → (batch, T, 2·dim)

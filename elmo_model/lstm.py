@@ -9,6 +9,8 @@ kernels without reordering or touching the bias.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -86,3 +88,99 @@ class ProjectedLstm(nn.Module):
             if self.proj_clip is not None:
                 m = m.clamp(-self.proj_clip, self.proj_clip)
         return m, c
+
+    def folded_bias(self) -> torch.Tensor:
+        """The gate bias with ``forget_bias`` added to the ``f`` block (for the inference path)."""
+        bias = self.bias.detach().clone()
+        bias[2 * self.cell_dim : 3 * self.cell_dim] += self.forget_bias
+        return bias
+
+
+# The input half of the gates is computed for blocks of at most this many packed rows at a time
+# (one GEMM each): memory stays bounded on long inputs and the block is still in cache when used.
+GATE_BLOCK_ROWS = 512
+# The recurrent GEMM is split into column blocks whose weights fit in L2 (~2 MB): on this
+# machine's MKL that is ~1.4× faster for the original shape's 16384 × 512 weight.
+RECURRENT_BLOCK_BYTES = 2 * 1024 * 1024
+
+
+def run_packed(
+    lstms: Sequence[ProjectedLstm],
+    inputs: torch.Tensor,
+    batch_sizes: Sequence[int],
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference only (no autograd): several same-shaped LSTMs (e.g. the two directions of a
+    layer) over inputs packed time-major like a ``PackedSequence``.
+
+    ``inputs (D, N, input_dim)`` holds step ``t``'s rows ``[0, batch_sizes[t])`` at
+    ``offset_t = Σ_{s<t} batch_sizes[s]``; rows are sorted longest first. ``h0 (D, B, out)``,
+    ``c0 (D, B, cell)``. Returns ``outputs (D, N, out)`` packed the same way, and the final cells
+    ``(D, B, cell)`` (rows keep their cell after their last step). Same arithmetic as
+    :meth:`ProjectedLstm.forward`; outputs and cells are written in place, nothing is
+    concatenated per step.
+    """
+    first = lstms[0]
+    cell_dim, out_dim = first.cell_dim, first.out_dim
+    n_dirs, total, _ = inputs.shape
+    biases = [lstm.folded_bias() for lstm in lstms]
+    columns = _column_blocks(4 * cell_dim, out_dim * inputs.element_size())
+    gates = inputs.new_empty(n_dirs, min(total, max(GATE_BLOCK_ROWS, max(batch_sizes, default=0))), 4 * cell_dim)
+    outputs = inputs.new_empty(n_dirs, total, out_dim)
+    c = c0.clone()
+    offset, previous, block_start, block_end = 0, -1, 0, 0
+    for step, n in enumerate(batch_sizes):
+        if offset + n > block_end:  # the next block of input gates, starting at this step
+            block_start, block_end = offset, _block_end(batch_sizes, step, offset, gates.shape[1])
+            for d, lstm in enumerate(lstms):  # (rows, input) @ (input, 4·cell) + bias
+                torch.addmm(biases[d], inputs[d, block_start:block_end], lstm.input_weight.t(),
+                            out=gates[d, : block_end - block_start])
+        g = gates[:, offset - block_start : offset - block_start + n]  # (D, n, 4·cell)
+        for d, lstm in enumerate(lstms):
+            h = h0[d, :n] if previous < 0 else outputs[d, previous : previous + n]
+            for cols in columns:
+                g[d, :, cols].addmm_(h, lstm.recurrent_weight[cols].t())
+        m = _cell_inplace(g, c[:, :n], first.cell_clip)  # (D, n, cell)
+        out = outputs[:, offset : offset + n]  # (D, n, out)
+        if first.projection is None:
+            out.copy_(m)
+        else:
+            for d, lstm in enumerate(lstms):
+                torch.mm(m[d], lstm.projection.t(), out=out[d])
+            if first.proj_clip is not None:
+                out.clamp_(-first.proj_clip, first.proj_clip)
+        previous, offset = offset, offset + n
+    return outputs, c
+
+
+def _block_end(batch_sizes: Sequence[int], step: int, offset: int, max_rows: int) -> int:
+    """End (packed offset) of the longest run of whole steps from ``step`` within ``max_rows``."""
+    end = offset
+    for n in batch_sizes[step:]:
+        if end + n - offset > max_rows:
+            break
+        end += n
+    return end
+
+
+def _column_blocks(n_columns: int, bytes_per_column: int) -> list[slice]:
+    """Column ranges of the recurrent weight, each about :data:`RECURRENT_BLOCK_BYTES`."""
+    width = max(256, RECURRENT_BLOCK_BYTES // max(bytes_per_column, 1))
+    if width >= n_columns:
+        return [slice(None)]
+    return [slice(start, min(start + width, n_columns)) for start in range(0, n_columns, width)]
+
+
+def _cell_inplace(g: torch.Tensor, c: torch.Tensor, cell_clip: float | None) -> torch.Tensor:
+    """TF's cell on gates ``g (..., 4·cell)`` (forget bias already added), updating ``c`` in
+    place; returns ``σ(o) ⊙ tanh(c)`` as a view into ``g``."""
+    cell = c.shape[-1]
+    i, j, fo = g[..., :cell], g[..., cell : 2 * cell], g[..., 2 * cell :]
+    i.sigmoid_()
+    j.tanh_()
+    fo.sigmoid_()
+    c.mul_(fo[..., :cell]).addcmul_(i, j)
+    if cell_clip is not None:
+        c.clamp_(-cell_clip, cell_clip)
+    return fo[..., cell:].mul_(torch.tanh(c))

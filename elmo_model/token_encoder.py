@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from elmo_model.chars import PAD_CHAR
 from elmo_model.options import ElmoOptions
+
+PAD_ID = PAD_CHAR + 1  # the in-token padding character, as stored in char ids (+1 offset)
 
 # Distinct tokens are convolved in chunks of this many: keeps the (tokens, chars, filters)
 # intermediate small enough to stay in cache and bounds memory on long inputs.
@@ -43,17 +47,26 @@ class CharCnnTokenEncoder(nn.Module):
         )
 
     def encode_distinct(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """Encode rows of char ids ``(n, max_chars)`` → ``(n, projection_dim)``, in chunks."""
-        pieces = [self._encode(chunk) for chunk in char_ids.split(CONV_CHUNK_TOKENS)]
-        if not pieces:
-            return char_ids.new_zeros((0, self.output_dim), dtype=self.char_embedding.weight.dtype)
-        return torch.cat(pieces)
+        """Encode rows of char ids ``(n, max_chars)`` → ``(n, projection_dim)``, in chunks.
 
-    def _encode(self, char_ids: torch.Tensor) -> torch.Tensor:
+        Without autograd the convolutions take the fast route of :mod:`elmo_model.char_conv`
+        (same numbers, less work); with autograd, plain ``Conv1d`` over every character.
+        """
+        if char_ids.shape[0] == 0:
+            return char_ids.new_zeros((0, self.output_dim), dtype=self.char_embedding.weight.dtype)
+        if torch.is_grad_enabled():
+            pooled = torch.cat([self._pool_conv1d(chunk) for chunk in char_ids.split(CONV_CHUNK_TOKENS)])
+        else:
+            pooled = pool_trimmed(self, char_ids, CONV_CHUNK_TOKENS)
+        return self._highway_projection(self.activation(pooled))
+
+    def _pool_conv1d(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Max-pooled convolutions over all ``max_chars`` positions → ``(n, n_filters)``."""
         # (n, max_chars) → (n, char_dim, max_chars) for Conv1d
         chars = self.char_embedding(char_ids).transpose(1, 2)
-        pooled = [conv(chars).amax(dim=2) for conv in self.convolutions]  # each (n, n_filters_i)
-        x = self.activation(torch.cat(pooled, dim=1))  # (n, n_filters)
+        return torch.cat([conv(chars).amax(dim=2) for conv in self.convolutions], dim=1)
+
+    def _highway_projection(self, x: torch.Tensor) -> torch.Tensor:
         for highway in self.highways:
             x = highway(x)
         return self.projection(x) if self.projection is not None else x
@@ -74,7 +87,84 @@ class CharCnnTokenEncoder(nn.Module):
         """
         batch, n_tokens, max_chars = char_ids.shape
         flat = char_ids.reshape(-1, max_chars)  # (batch·tokens, max_chars)
-        distinct, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        distinct, inverse = distinct_rows(flat)
         encoded = self.encode_distinct(distinct)[inverse]  # (batch·tokens, dim)
         mask = (flat[:, 0] > 0).unsqueeze(1).to(encoded.dtype)
         return (encoded * mask).reshape(batch, n_tokens, -1)
+
+
+def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(rows, dim=0, return_inverse=True)`` without its slow row-wise sort.
+
+    Rows are keyed by a random linear hash (ids < 2^15 times weights < 2^40, summed over at
+    most 256 columns: no int64 overflow); a collision is detected exactly and falls back.
+    Returns ``(distinct (m, width), inverse (n,))`` with ``distinct[inverse] == rows``.
+    """
+    n, width = rows.shape
+    if n == 0 or width > 256 or int(rows.max()) >= 2**15 or int(rows.min()) < 0:
+        return torch.unique(rows, dim=0, return_inverse=True)
+    generator = torch.Generator().manual_seed(width)
+    weights = torch.randint(0, 2**40, (width,), generator=generator, dtype=torch.int64).to(rows.device)
+    keys = (rows.long() * weights).sum(dim=1)  # (n,)
+    _, inverse = torch.unique(keys, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), n, dtype=torch.long, device=rows.device)
+    first.scatter_reduce_(0, inverse, torch.arange(n, device=rows.device), reduce="amin")
+    distinct = rows[first]
+    if not torch.equal(distinct[inverse], rows):  # a hash collision: be exact instead
+        return torch.unique(rows, dim=0, return_inverse=True)
+    return distinct, inverse
+
+
+def _stacked_kernel(convolutions: nn.ModuleList) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every filter as one matrix over windows of the widest width.
+
+    Returns ``kernel (max_width·char_dim, n_filters)`` (zero rows where a filter is narrower),
+    ``bias (n_filters,)`` and ``widths (n_filters,)``.
+    """
+    max_width = max(conv.kernel_size[0] for conv in convolutions)
+    parts = []
+    for conv in convolutions:
+        # (n_i, char_dim, width) → (width, char_dim, n_i), zero-padded to max_width offsets
+        kernel = conv.weight.permute(2, 1, 0)
+        parts.append(F.pad(kernel, (0, 0, 0, 0, 0, max_width - kernel.shape[0])))
+    stacked = torch.cat(parts, dim=2)  # (max_width, char_dim, n_filters)
+    widths = torch.cat([torch.full((conv.out_channels,), conv.kernel_size[0]) for conv in convolutions])
+    bias = torch.cat([conv.bias for conv in convolutions])
+    return stacked.reshape(-1, stacked.shape[2]), bias, widths.to(bias.device)
+
+
+def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Max-pooled convolutions ``(n, n_filters)`` of char ids ``(n, max_chars)``, skipping work.
+
+    Equal to ``_pool_conv1d``: a window made only of the in-token padding character gives the
+    same value at every position, so each token only needs the windows over its own characters
+    plus one all-padding window. Tokens are sorted by length and convolved in chunks trimmed to
+    the chunk's longest token + the widest filter, all filters as one matrix product.
+    """
+    n, max_chars = char_ids.shape
+    kernel, bias, widths = _stacked_kernel(encoder.convolutions)
+    max_width = int(widths.max())
+    position = torch.arange(1, max_chars + 1, device=char_ids.device)
+    lengths = ((char_ids != PAD_ID) * position).amax(dim=1)  # last non-padding char, 1-based
+    order = torch.argsort(lengths)
+    sorted_ids, sorted_lengths = char_ids[order], lengths[order].tolist()
+    tail = sorted_ids.new_full((1, max_width - 1), PAD_ID)
+    pooled = []
+    for start in range(0, n, chunk):
+        ids = sorted_ids[start : start + chunk]
+        k = ids.shape[0]
+        span = min(max_chars, sorted_lengths[start + k - 1] + max_width)  # window starts kept
+        padded = torch.cat([ids[:, :span], tail.expand(k, -1)], dim=1)  # (k, span + max_width - 1)
+        chars = encoder.char_embedding(padded)  # (k, span + max_width - 1, char_dim)
+        dim = chars.shape[2]
+        # (k, span, max_width·char_dim): window p is chars[p : p + max_width] flattened
+        windows = chars.as_strided((k, span, max_width * dim), (chars.stride(0), dim, 1))
+        # (k·span, max_width·char_dim) @ kernel → (k, span, n_filters)
+        conv = (windows.reshape(k * span, -1) @ kernel).view(k, span, -1)
+        if span - 1 + max_width > max_chars:  # windows running past the token: not in the original
+            starts = torch.arange(span, device=conv.device).unsqueeze(1)  # (span, 1)
+            conv.masked_fill_(starts + widths.unsqueeze(0) > max_chars, float("-inf"))
+        pooled.append(conv.amax(dim=1))
+    out = torch.empty(n, kernel.shape[1], dtype=kernel.dtype, device=kernel.device)
+    out[order] = torch.cat(pooled)
+    return out + bias
