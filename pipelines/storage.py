@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -255,3 +256,17 @@ def download_dir(url: str | os.PathLike, local_dir: str | os.PathLike, options: 
             loc.fs.get_file(entry.path, str(target))
         written.append(target)
     return written
+
+
+def remove_tree(loc: Location) -> None:
+    """Delete everything under ``loc`` (objects, and the empty "directory" markers some S3 writers
+    leave, which trip s3fs's recursive rm). Missing is fine."""
+    if loc.scheme == "file":
+        shutil.rmtree(loc.path, ignore_errors=True)
+        return
+    with storage_errors(loc.url, "delete"):
+        keys = loc.fs.find(loc.path, withdirs=True) if loc.fs.exists(loc.path) else []
+        if keys:
+            with contextlib.suppress(FileNotFoundError):
+                loc.fs.rm(keys)
+        loc.fs.invalidate_cache(loc.path)

@@ -1,0 +1,71 @@
+"""The embedding actor: loads the model once, then turns batches of sentences into vector rows.
+
+Ray Data calls :class:`EmbedActor` on an actor pool (``map_batches(EmbedActor, ...)``); it is plain
+Python and can be tested on ``ds.take_batch(n)`` without a cluster. Input columns: ``source``,
+``line``, ``doc_id``, ``sentence_index``, ``tokens``, ``output_key``; output: the same plus the
+vector column(s) and ``model``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from elmo_model.embedder import SentenceEmbedder
+from elmo_model.weights import load_bilm
+from pipelines.embed_output import OutputSpec, vectors_column
+from pipelines.model_files import fetch_model_dir
+from pipelines.storage import StorageOptions
+
+log = logging.getLogger(__name__)
+
+
+def load_model_dir(model_url: str, storage: StorageOptions | None = None):
+    """The biLM from a directory (local or object storage) holding options.json + weights.hdf5."""
+    local = fetch_model_dir(model_url, storage)
+    return load_bilm(local / "options.json", local / "weights.hdf5")
+
+
+class EmbedActor:
+    """``__call__(batch: pa.Table) -> pa.Table``; one row per sentence, stateless."""
+
+    def __init__(self, model_url: str, spec: OutputSpec, model_hash: str, sub_batch: int = 64,
+                 device: str = "auto", storage: StorageOptions | None = None,
+                 fail_marker: str | None = None) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.embedder = SentenceEmbedder(load_model_dir(model_url, storage), device)
+        self.autocast = torch.device(device).type == "cuda"
+        self.spec, self.model_hash, self.sub_batch = spec, model_hash, sub_batch
+        self.dim = self.embedder.bilm.options.output_dim
+        self.n_layers = self.embedder.bilm.options.n_layers + 1
+        self.fail_marker = fail_marker  # test-only: die once, mid-run
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        self._maybe_fail()
+        tokens = batch.column("tokens").to_pylist()
+        # Longest first, in sub-batches of similar length: little padding, same vectors regardless.
+        order = sorted(range(len(tokens)), key=lambda i: -len(tokens[i]))
+        columns: list[list[np.ndarray | None]] = [[None] * len(tokens) for _ in self.spec.column_names(self.n_layers)]
+        for start in range(0, len(order), self.sub_batch):
+            chunk = order[start : start + self.sub_batch]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                stacks = self.embedder([tokens[i] for i in chunk])
+            for i, stack in zip(chunk, stacks):
+                for c, array in enumerate(self.spec.select(stack)):
+                    columns[c][i] = array
+        out = batch.select(["source", "line", "doc_id", "sentence_index", "tokens", "output_key"])
+        for name, values in zip(self.spec.column_names(self.n_layers), columns):
+            out = out.append_column(name, vectors_column(values, self.spec, self.dim))
+        return out.append_column("model", pa.array([self.model_hash] * len(tokens), pa.string()))
+
+    def _maybe_fail(self) -> None:
+        if self.fail_marker and not os.path.exists(self.fail_marker):
+            with open(self.fail_marker, "w") as marker:
+                marker.write(str(os.getpid()))
+            log.warning("test-only failure injection: this actor exits now")
+            os._exit(1)

@@ -1,0 +1,55 @@
+"""``elmo embed``: the command line of :mod:`pipelines.embed_job` (heavy imports inside the handler)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipelines.config import add_config_arguments
+
+
+def _min_max(text: str) -> tuple[int, ...]:
+    try:
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX (e.g. 1,4), got {text!r}") from None
+    return parts if len(parts) == 2 else (parts[0], parts[0])
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embed a corpus on a Ray actor pool into Parquet (incremental, exactly once)")
+    p.add_argument("--model", metavar="URL", help="directory with options.json + weights.hdf5")
+    p.add_argument("--input", dest="inputs", action="append", metavar="URL",
+                   help="file or prefix to embed (s3://, gs://, file:// or path; repeatable)")
+    p.add_argument("--output", metavar="URL", help="where the Parquet files and _manifest.json go")
+    p.add_argument("--layers", help="all | top | average | mix:w0,w1,... (default top)")
+    p.add_argument("--pooling", choices=["none", "mean", "max"], help="per token (none, default) or per sentence")
+    p.add_argument("--dtype", choices=["float32", "float16"], help="vector dtype (default float32)")
+    p.add_argument("--batch-size", type=int, help="sentences per actor call (default 256)")
+    p.add_argument("--actors", type=_min_max, metavar="MIN,MAX", help="actor pool size (default 1,2)")
+    p.add_argument("--cpus-per-actor", type=float, help="CPUs reserved per actor (default 1)")
+    p.add_argument("--gpus-per-actor", type=float, help="GPUs per actor, fractions allowed (default 0)")
+    p.add_argument("--format", choices=["auto", "txt", "jsonl", "parquet"], help="input format (default auto)")
+    p.add_argument("--text-field", help="JSONL field / Parquet column holding the text (default text)")
+    add_config_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines.config import load_config
+    from pipelines.embed_job import EmbedJobConfig, run_embed
+
+    flags = {"model": args.model, "inputs": tuple(args.inputs) if args.inputs else None,
+             "output": args.output, "layers": args.layers, "pooling": args.pooling, "dtype": args.dtype,
+             "batch_size": args.batch_size, "actors": args.actors, "cpus_per_actor": args.cpus_per_actor,
+             "gpus_per_actor": args.gpus_per_actor, "ingest.format": args.format,
+             "ingest.text_field": args.text_field}
+    config = load_config(EmbedJobConfig, args.config, flags, args.overrides)
+    result = run_embed(config)
+    if not result.embedded:
+        print(f"elmo embed: all {result.skipped} inputs up to date under {result.output_url}; nothing to do",
+              file=sys.stderr)
+        return 0
+    print(f"embedded {len(result.embedded)} input file(s), {result.rows} sentences "
+          f"({result.skipped} up to date) → {result.output_url}")
+    return 0

@@ -1,0 +1,185 @@
+"""``elmo embed``: contextual vectors for a corpus, on a Ray actor pool, written as Parquet.
+
+    inputs (listed, fingerprinted) → manifest says which are new/changed → Ray Data reads them →
+    EmbedActor pool (model loaded once per actor) → Parquet under <output>/_staging/<run>/ →
+    commit (pipelines.manifest): files moved into <output>/<input key>/, _manifest.json updated.
+
+A rerun with nothing new does nothing; a crash before the commit leaves the visible output as it
+was (the next run removes the stale staging); a changed input's old files are replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from elmo_model.errors import ElmoError
+from pipelines import manifest
+from pipelines.embed_output import OutputSpec
+from pipelines.ingest import IngestConfig, InputFile, InputPlan
+from pipelines.storage import FileEntry, Location, StorageOptions, check_output, list_files, resolve
+from pipelines.text_sources import detect_format
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedJobConfig:
+    """``elmo embed`` settings (TOML: top level and ``[ingest]``)."""
+
+    model: str = ""  # directory with options.json + weights.hdf5
+    inputs: tuple[str, ...] = ()
+    output: str = ""
+    layers: str = "top"  # all | top | average | mix:w0,w1,...
+    pooling: Literal["none", "mean", "max"] = "none"
+    dtype: Literal["float32", "float16"] = "float32"
+    batch_size: int = 256  # sentences per actor call
+    sub_batch: int = 64  # sentences per forward pass inside the actor (sorted by length)
+    actors: tuple[int, ...] = (1, 2)  # MIN,MAX of the autoscaling actor pool
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    rows_per_file: int = 100_000  # Parquet rows per output file (at most)
+    row_group_rows: int = 10_000
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    test_fail_actor_marker: str | None = None  # test-only: the first actor to see no marker file dies
+    test_crash_before_commit: bool = False  # test-only: exit after writing staging, before commit
+
+    def spec(self) -> OutputSpec:
+        return OutputSpec(self.layers, self.pooling, self.dtype)
+
+    def validate(self) -> None:
+        if not self.model or not self.inputs or not self.output:
+            raise ElmoError("elmo embed needs --model, at least one --input and --output")
+        if len(self.actors) != 2 or not 1 <= self.actors[0] <= self.actors[1]:
+            raise ElmoError(f"--actors must be MIN,MAX with 1 ≤ MIN ≤ MAX, got {self.actors}")
+        if self.batch_size < 1 or self.sub_batch < 1:
+            raise ElmoError("--batch-size and sub_batch must be positive")
+        self.spec()
+
+
+@dataclass
+class EmbedResult:
+    embedded: list[str]  # input URLs embedded by this run
+    skipped: int  # inputs already up to date
+    rows: int
+    output_url: str
+
+
+def settings_hash(config: EmbedJobConfig, model_hash: str) -> str:
+    """What makes old outputs stale besides the input itself: the model and the output settings."""
+    relevant = {"model": model_hash, "spec": dataclasses.asdict(config.spec()),
+                "ingest": dataclasses.asdict(config.ingest)}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def list_inputs(config: EmbedJobConfig, options: StorageOptions | None) -> tuple[list[FileEntry], InputPlan]:
+    """Every input file with its fingerprint, and the plan that reads them."""
+    entries, files, filesystems = [], [], []
+    for url in config.inputs:
+        filesystems.append(resolve(url, options).arrow_fs)
+        for entry in list_files(url, options):
+            entries.append(entry)
+            fmt = detect_format(entry.path, config.ingest.format)
+            files.append(InputFile(entry.url, entry.path, entry.size, fmt, len(filesystems) - 1))
+    return entries, InputPlan(tuple(files), tuple(filesystems))
+
+
+def _only(plan: InputPlan, urls: set[str]) -> InputPlan:
+    return InputPlan(tuple(f for f in plan.files if f.url in urls), plan.filesystems)
+
+
+def _add_output_key(batch: pa.Table) -> pa.Table:
+    keys = [manifest.output_key(url) for url in batch.column("source").to_pylist()]
+    return batch.append_column("output_key", pa.array(keys, pa.string()))
+
+
+def check_model(config: EmbedJobConfig, options: StorageOptions | None) -> str:
+    """Load the model once on the driver (bad files fail here, before any output) → its hash."""
+    from elmo_model.weights import load_bilm
+    from pipelines.model_files import fetch_model_dir, model_hash
+
+    local = fetch_model_dir(config.model, options)
+    bilm = load_bilm(local / "options.json", local / "weights.hdf5")
+    weights = config.spec().mix_weights()
+    if weights is not None and len(weights) != bilm.options.n_layers + 1:
+        raise ElmoError(f"--layers {config.layers!r} gives {len(weights)} weights; the model at "
+                        f"{config.model} has {bilm.options.n_layers + 1} layers")
+    return model_hash(config.model, options)
+
+
+def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> EmbedResult:
+    """Embed the new or changed inputs of ``config`` and commit them under ``config.output``."""
+    config.validate()
+    entries, plan = list_inputs(config, options)
+    out = resolve(config.output, options)
+    check_output(out.url, options)
+    digest = check_model(config, options)
+    settings = settings_hash(config, digest)
+    manifest.recover(out)
+    committed = manifest.load_manifest(out)
+    todo = manifest.plan(entries, committed, settings)
+    if not todo:
+        log.info("all %d inputs are up to date under %s: nothing to do", len(entries), out.url)
+        return EmbedResult([], len(entries), 0, out.url)
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    staging = out.join(manifest.STAGING, run_id)
+    _embed_to_staging(config, _only(plan, {e.url for e in todo}), staging, digest, options)
+    staged, rows = _staged_outputs(out, staging, todo)
+    if config.test_crash_before_commit:
+        os._exit(17)
+    manifest.commit(out, run_id, todo, staged, rows, committed, settings)
+    return EmbedResult([e.url for e in todo], len(entries) - len(todo), sum(rows.values()), out.url)
+
+
+def _embed_to_staging(config: EmbedJobConfig, plan: InputPlan, staging: Location, digest: str,
+                      options: StorageOptions | None) -> None:
+    import ray.data
+
+    from pipelines.embed_actor import EmbedActor
+    from pipelines.ingest import read_sentences
+    from pipelines.ray_support import clean_errors, ensure_ray
+
+    ensure_ray()
+    sentences = read_sentences(plan, config.ingest, options=options, char_ids=False)
+    keyed = sentences.map_batches(_add_output_key, batch_format="pyarrow", batch_size=None)
+    vectors = keyed.map_batches(
+        EmbedActor,
+        fn_constructor_kwargs=dict(model_url=config.model, spec=config.spec(), model_hash=digest,
+                                   sub_batch=config.sub_batch, storage=options,
+                                   fail_marker=config.test_fail_actor_marker),
+        compute=ray.data.ActorPoolStrategy(min_size=config.actors[0], max_size=config.actors[1]),
+        batch_size=config.batch_size, batch_format="pyarrow", num_cpus=config.cpus_per_actor,
+        num_gpus=config.gpus_per_actor or None)  # Ray Data restarts dead actors and retries their tasks
+    with clean_errors():
+        vectors.write_parquet(staging.path, filesystem=staging.arrow_fs, partition_cols=["output_key"],
+                              try_create_dir=staging.scheme == "file",  # no empty marker objects on S3
+                              max_rows_per_file=config.rows_per_file, row_group_size=config.row_group_rows)
+
+
+def _staged_outputs(out: Location, staging: Location, todo: list[FileEntry]) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Staged files per input URL (relative to the output URL) and their row counts."""
+    import pyarrow.parquet as pq
+
+    by_key = {manifest.output_key(e.url): e.url for e in todo}
+    staged: dict[str, list[str]] = {url: [] for url in by_key.values()}
+    rows: dict[str, int] = dict.fromkeys(by_key.values(), 0)
+    found = staging.fs.find(staging.path) if staging.fs.exists(staging.path) else []
+    for path in found:
+        relative = path[len(out.path):].lstrip("/")
+        partition = next((p for p in relative.split("/") if p.startswith("output_key=")), None)
+        if partition is None or not path.endswith(".parquet"):
+            continue
+        url = by_key[partition.split("=", 1)[1]]
+        staged[url].append(relative)
+        with out.arrow_fs.open_input_file(path) as handle:
+            rows[url] += pq.read_metadata(handle).num_rows
+    return staged, rows
