@@ -3,14 +3,76 @@ the Ray embedding actors and the benchmarks."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from elmo_model.bilm import BiLm
-from elmo_model.chars import batch_char_ids
+from elmo_model.bilm import BiLm, BiLmState
+from elmo_model.chars import BOS_TOKEN, EOS_TOKEN, token_char_ids
 from elmo_model.stateful import CarriedState
+
+# Sentences longer than this (with <S> and </S>) are embedded window by window (see
+# :meth:`SentenceEmbedder.iter_long`): working memory stays bounded, vectors do not change.
+WINDOW_TOKENS = 1024
+
+
+class TokenVectors:
+    """Token strings → token vectors: the char-CNN runs once per distinct token of a call.
+
+    With ``cache_size > 0`` the vectors of up to that many tokens are kept between calls (least
+    recently used dropped first). The cache empties itself when the encoder's weights change.
+    """
+
+    def __init__(self, bilm: BiLm, device: torch.device, cache_size: int = 0) -> None:
+        self.encoder = bilm.token_encoder
+        self.max_chars = bilm.options.max_characters_per_token
+        self.device = device
+        self.cache_size = cache_size
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._weights_version = self._version()
+
+    def _version(self) -> int:
+        return sum(p._version for p in self.encoder.parameters())
+
+    def __call__(self, sentences: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sentences`` as given (no <S>/</S> added) → ``(tokens (batch, T, proj), mask (batch, T))``."""
+        vocab: dict[str, int] = {}
+        rows = [[vocab.setdefault(token, len(vocab)) for token in sentence] for sentence in sentences]
+        table = self._encode(list(vocab))  # (n_distinct, proj)
+        table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # row len(vocab): padding
+        steps = max((len(r) for r in rows), default=0)
+        index = np.full((len(rows), steps), len(vocab), dtype=np.int64)
+        for b, r in enumerate(rows):
+            index[b, : len(r)] = r
+        index_t = torch.from_numpy(index).to(self.device)
+        return table[index_t], index_t < len(vocab)  # (batch, T, proj), (batch, T)
+
+    def _encode(self, words: list[str]) -> torch.Tensor:
+        """Vectors ``(len(words), proj)`` of distinct ``words``, from the cache where possible."""
+        if not self.cache_size:
+            return self._run_encoder(words)
+        if self._version() != self._weights_version:
+            self.cache.clear()
+            self._weights_version = self._version()
+        missing = [w for w in words if w not in self.cache]
+        if missing:
+            for word, vector in zip(missing, self._run_encoder(missing)):
+                self.cache[word] = vector.clone()  # a copy: a view would pin the whole batch
+        vectors = []
+        for word in words:
+            self.cache.move_to_end(word)
+            vectors.append(self.cache[word])
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+        return torch.stack(vectors)
+
+    def _run_encoder(self, words: list[str]) -> torch.Tensor:
+        if not words:
+            return self.encoder.encode_distinct(torch.zeros(0, self.max_chars, dtype=torch.long, device=self.device))
+        ids = np.stack([token_char_ids(w, self.max_chars) for w in words])  # (n, max_chars)
+        return self.encoder.encode_distinct(torch.from_numpy(ids).long().to(self.device))
 
 
 class SentenceEmbedder:
@@ -19,23 +81,111 @@ class SentenceEmbedder:
     ``<S>``/``</S>`` are added before the biLM and removed from the result. Stateless unless
     ``stateful=True``, which carries each batch row's LSTM state into the next call (the
     original's behaviour; row ``k`` of one call continues row ``k`` of the previous).
+    Sentences longer than ``window_tokens`` go window by window (:meth:`iter_long`), with the
+    same vectors. ``token_cache_size`` keeps that many token vectors between calls.
     """
 
-    def __init__(self, bilm: BiLm, device: str | torch.device = "cpu", stateful: bool = False) -> None:
+    def __init__(
+        self,
+        bilm: BiLm,
+        device: str | torch.device = "cpu",
+        stateful: bool = False,
+        *,
+        window_tokens: int = WINDOW_TOKENS,
+        token_cache_size: int = 0,
+    ) -> None:
+        if window_tokens < 3:
+            raise ValueError("window_tokens must be at least 3")
         self.bilm = bilm.to(device).eval()
         self.device = torch.device(device)
         self.carried = CarriedState(self.bilm) if stateful else None
+        self.window = window_tokens
+        self.token_vectors = TokenVectors(self.bilm, self.device, token_cache_size)
 
     def __call__(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         if not sentences:
             return []
-        max_chars = self.bilm.options.max_characters_per_token
-        ids = torch.from_numpy(batch_char_ids(sentences, add_boundaries=True, max_chars=max_chars))
         with torch.inference_mode():
-            ids = ids.long().to(self.device)
             state = self.carried.take(len(sentences)) if self.carried else None
-            output = self.bilm(ids, state)
+            long_rows = [b for b, s in enumerate(sentences) if len(s) + 2 > self.window]
+            if not long_rows:
+                results, final = self._embed_batch(sentences, state)
+            else:
+                results, final = self._embed_mixed(sentences, long_rows, state)
             if self.carried:
-                self.carried.keep(output.state)
-            stacked = torch.stack(output.layers, dim=1).float().cpu().numpy()  # (batch, L+1, T, D)
-        return [stacked[b, :, 1 : len(s) + 1] for b, s in enumerate(sentences)]
+                self.carried.keep(final)
+        return results
+
+    def _embed_batch(
+        self, sentences: Sequence[Sequence[str]], state: BiLmState | None
+    ) -> tuple[list[np.ndarray], BiLmState]:
+        tokens, mask = self.token_vectors([[BOS_TOKEN, *s, EOS_TOKEN] for s in sentences])
+        output = self.bilm.contextualize(tokens, mask, state)
+        stacked = torch.stack(output.layers, dim=1).float().cpu().numpy()  # (batch, L+1, T, D)
+        return [stacked[b, :, 1 : len(s) + 1] for b, s in enumerate(sentences)], output.state
+
+    def _embed_mixed(
+        self, sentences: Sequence[Sequence[str]], long_rows: list[int], state: BiLmState | None
+    ) -> tuple[list[np.ndarray], BiLmState]:
+        """Short sentences batched together, long ones window by window; states per row."""
+        if state is None:
+            state = self.bilm.zero_state(len(sentences), self.bilm.token_encoder.char_embedding.weight)
+        final = BiLmState(state.h.clone(), state.c.clone())
+        results: list[np.ndarray] = [np.empty(0)] * len(sentences)
+        long_set = set(long_rows)
+        short_rows = [b for b in range(len(sentences)) if b not in long_set]
+        if short_rows:
+            rows = torch.tensor(short_rows, device=self.device)
+            embedded, short_final = self._embed_batch([sentences[b] for b in short_rows], state.select(rows))
+            for b, vectors in zip(short_rows, embedded):
+                results[b] = vectors
+            final.h[:, :, rows], final.c[:, :, rows] = short_final.h, short_final.c
+        for b in long_rows:
+            row = torch.tensor([b], device=self.device)
+            pieces = list(self._windows(sentences[b], state.select(row)))
+            results[b] = np.concatenate([piece for piece, _ in pieces], axis=1)
+            row_final = pieces[-1][1]
+            final.h[:, :, row], final.c[:, :, row] = row_final.h, row_final.c
+        return results, final
+
+    def iter_long(self, sentence: Sequence[str], state: BiLmState | None = None) -> Iterator[np.ndarray]:
+        """Embed one sentence window by window; yields ``(L+1, w, D)`` pieces, in order.
+
+        Exact: the forward LSTMs carry their state left to right across windows; the backward
+        LSTMs' state at each window's right edge comes from a first, backward-only pass right
+        to left that keeps just those states. Working memory is one window of
+        ``window_tokens`` positions plus one ``(2, L, proj + cell)`` state per window; the
+        backward stack runs twice. ``state`` is a one-row :class:`BiLmState` to start from.
+        """
+        for piece, _ in self._windows(sentence, state):
+            yield piece
+
+    def _windows(
+        self, sentence: Sequence[str], state: BiLmState | None
+    ) -> Iterator[tuple[np.ndarray, BiLmState | None]]:
+        """:meth:`iter_long`'s pieces; the last one comes with the sentence's final state."""
+        seq = [BOS_TOKEN, *sentence, EOS_TOKEN]
+        bounds = [(a, min(a + self.window, len(seq))) for a in range(0, len(seq), self.window)]
+        with torch.inference_mode():  # (never left open across a yield)
+            if state is None:
+                state = self.bilm.zero_state(1, self.bilm.token_encoder.char_embedding.weight)
+            right_edges: list[BiLmState] = []  # the backward state entering each window
+            backward = state
+            for a, b in reversed(bounds):
+                right_edges.append(backward)
+                tokens, mask = self.token_vectors([seq[a:b]])
+                backward = self.bilm.backward_final_state(tokens, mask, backward)
+            right_edges.reverse()
+        forward = state
+        for w, ((a, b), edge) in enumerate(zip(bounds, right_edges)):
+            with torch.inference_mode():
+                start = BiLmState(torch.stack([forward.h[0], edge.h[1]]), torch.stack([forward.c[0], edge.c[1]]))
+                tokens, mask = self.token_vectors([seq[a:b]])
+                output = self.bilm.contextualize(tokens, mask, start)
+                forward = output.state
+                layers = torch.stack(output.layers, dim=1)[0].float().cpu().numpy()  # (L+1, w, D)
+                final = None
+                if w == len(bounds) - 1:
+                    final = BiLmState(torch.stack([forward.h[0], backward.h[1]]),
+                                      torch.stack([forward.c[0], backward.c[1]]))
+            yield layers[:, max(a, 1) - a : min(b, len(seq) - 1) - a], final  # without <S>, </S>
