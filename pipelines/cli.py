@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = [
     "pipelines.dump_command",
     "pipelines.vocab_command",
     "pipelines.embed_command",
+    "pipelines.neighbors_command",
     "pipelines.s3_command",
 ]
 

@@ -1,0 +1,58 @@
+"""``elmo neighbors``: for a word in a sentence, its nearest occurrences in context across a corpus."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("neighbors", help="nearest occurrences of a word in context across a corpus (polysemy)")
+    p.add_argument("--model", required=True, metavar="URL", help="directory with options.json + weights.hdf5")
+    p.add_argument("--corpus", required=True, action="append", metavar="URL",
+                   help="text file(s) or prefix, one whitespace-tokenized sentence per line (repeatable)")
+    p.add_argument("--sentence", required=True, action="append",
+                   help="a query sentence (whitespace-tokenized; repeatable)")
+    p.add_argument("--word", required=True, help="the word to look up (case-insensitive)")
+    p.add_argument("--layer", default="top", help="top, average or a layer number (default top)")
+    p.add_argument("-k", type=int, default=5, help="neighbours to show (default 5)")
+    p.add_argument("--max-sentences", type=int, default=2000,
+                   help="corpus sentences containing the word to search (default 2000)")
+    p.set_defaults(handler=run)
+
+
+def corpus_sentences(urls: list[str], word: str, limit: int) -> list[list[str]]:
+    """Sentences of the corpus files that contain ``word`` (case-insensitive), at most ``limit``."""
+    from pipelines.storage import list_files, read_text
+
+    found: list[list[str]] = []
+    target = word.lower()
+    for url in urls:
+        for entry in list_files(url):
+            for line in read_text(entry.url).split("\n"):
+                tokens = line.split()
+                if any(t.lower() == target for t in tokens):
+                    found.append(tokens)
+                    if len(found) >= limit:
+                        return found
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    from elmo_model.embedder import SentenceEmbedder
+    from elmo_model.errors import ElmoError
+    from elmo_model.neighbors import nearest, occurrences
+    from pipelines.embed_actor import load_model_dir
+
+    embedder = SentenceEmbedder(load_model_dir(args.model))
+    candidates = occurrences(embedder, corpus_sentences(args.corpus, args.word, args.max_sentences),
+                             {args.word}, args.layer)
+    if not candidates:
+        raise ElmoError(f"{', '.join(args.corpus)}: no sentence contains {args.word!r}")
+    for sentence in args.sentence:
+        queries = occurrences(embedder, [sentence.split()], {args.word}, args.layer)
+        if not queries:
+            raise ElmoError(f"query sentence does not contain {args.word!r}: {sentence!r}")
+        print(f"\n{queries[0].context()}")
+        for score, occ in nearest(queries[0], candidates, args.k):
+            print(f"  {score:.3f}  {occ.context()}")
+    return 0
