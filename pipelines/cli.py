@@ -21,6 +21,8 @@ SUBCOMMAND_MODULES = [
     "pipelines.vocab_command",
     "pipelines.embed_command",
     "pipelines.neighbors_command",
+    "pipelines.eval_command",
+    "pipelines.submit_command",
     "pipelines.s3_command",
 ]
 

@@ -1,0 +1,81 @@
+"""Language-model perplexity with the full softmax, two ways.
+
+- ``sentence``: every sentence on its own, ``<S> w1 … wn </S>``, LSTM state starting from zero —
+  how this project trains and embeds (stateless). Targets: ``w1 … wn </S>`` forward,
+  ``<S> w1 … wn`` backward.
+- ``stream``: the test set as one continuous stream ``<S> w1 … </S> w1' … </S> …`` (as Mikolov's
+  PTB setup and Kim et al. 2016 measure it: ``</S>`` plays ``<eos>``), cut into windows with the
+  LSTM state carried from window to window (forward: in order; backward: in reverse order).
+
+Both count the same targets per direction: every word plus one ``</S>`` per sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.nn import functional as F
+
+from elmo_model.batching import collate, make_windows
+from elmo_model.chars import BOS_TOKEN, EOS_TOKEN, sentence_char_ids
+from elmo_model.language_model import BidirectionalLm, LmLoss
+from elmo_model.vocab import Vocabulary
+
+MODES = ("sentence", "stream")
+
+
+@torch.no_grad()
+def sentence_perplexity(lm: BidirectionalLm, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
+                        batch_size: int = 64, max_tokens: int = 400) -> dict[str, float]:
+    lm.eval()
+    fwd = bwd = 0.0
+    n = 0
+    windows = make_windows(sentences, max_tokens)
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # little padding
+    max_chars = lm.bilm.options.max_characters_per_token
+    for start in range(0, len(order), batch_size):
+        batch = collate([windows[i] for i in order[start : start + batch_size]], vocab, max_chars)
+        loss = lm(torch.from_numpy(batch["char_ids"]).long(), torch.from_numpy(batch["token_ids"]))
+        fwd, bwd, n = fwd + float(loss.forward_nll), bwd + float(loss.backward_nll), n + loss.n_targets
+    return LmLoss(torch.tensor(fwd), torch.tensor(bwd), n).metrics()
+
+
+@torch.no_grad()
+def stream_perplexity(lm: BidirectionalLm, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
+                      window: int = 100) -> dict[str, float]:
+    lm.eval()
+    stream = [BOS_TOKEN] + [t for s in sentences if s for t in (*s, EOS_TOKEN)]
+    ids = torch.from_numpy(vocab.encode(stream))
+    max_chars = lm.bilm.options.max_characters_per_token
+    starts = list(range(0, len(stream), window))
+    fwd = _direction_nll(lm, stream, ids, starts, window, max_chars, forward=True)
+    bwd = _direction_nll(lm, stream, ids, starts[::-1], window, max_chars, forward=False)
+    n = len(stream) - 1
+    return LmLoss(torch.tensor(fwd), torch.tensor(bwd), n).metrics()
+
+
+def _direction_nll(lm: BidirectionalLm, stream: list[str], ids: torch.Tensor, starts: list[int],
+                   window: int, max_chars: int, forward: bool) -> float:
+    """Summed NLL of one direction over the stream, windows visited in ``starts`` order."""
+    state, total = None, 0.0
+    for start in starts:
+        end = min(start + window, len(stream))
+        chars = torch.from_numpy(sentence_char_ids(stream[start:end], max_chars=max_chars)).long()[None]
+        out = lm.bilm(chars, state)
+        state = out.state
+        hidden = out.direction_outputs(-1)[0 if forward else 1][0]  # (L, proj)
+        positions = torch.arange(start, end)
+        targets = positions + (1 if forward else -1)
+        keep = (targets >= 0) & (targets < len(stream))
+        logits = F.linear(hidden[keep], lm.softmax.weight, lm.softmax.bias)
+        total += float(F.cross_entropy(logits, ids[targets[keep]], reduction="sum"))
+    return total
+
+
+def perplexity(lm: BidirectionalLm, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
+               mode: str = "sentence", window: int = 100) -> dict[str, float]:
+    """Forward, backward and mean perplexity in ``mode`` (see the module docstring)."""
+    if mode == "stream":
+        return stream_perplexity(lm, vocab, sentences, window)
+    return sentence_perplexity(lm, vocab, sentences)

@@ -1,0 +1,68 @@
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+from elmo_model.perplexity import perplexity, sentence_perplexity, stream_perplexity
+from elmo_model.train_config import TrainConfig
+from elmo_model.train_loop import new_model
+from elmo_model.vocab import Vocabulary
+
+SENTENCES = [s.split() for s in ["the cat sat on the mat", "a dog ran", "the dog saw a cat on a log today"]]
+
+
+@pytest.fixture(scope="module")
+def lm_and_vocab():
+    vocab = Vocabulary.from_counts(Counter(t for s in SENTENCES for t in s))
+    lm = new_model(TrainConfig(seed=1), vocab)
+    with torch.no_grad():  # make the LSTM state matter
+        for p in [*lm.bilm.forward_layers.parameters(), *lm.bilm.backward_layers.parameters()]:
+            p.normal_(0, 0.3)
+    return lm.eval(), vocab
+
+
+def test_stream_windows_carry_state_exactly(lm_and_vocab):
+    lm, vocab = lm_and_vocab
+    whole = stream_perplexity(lm, vocab, SENTENCES, window=1000)
+    for window in (2, 5, 7):
+        cut = stream_perplexity(lm, vocab, SENTENCES, window=window)
+        assert cut["n_targets"] == whole["n_targets"] == sum(len(s) + 1 for s in SENTENCES)
+        assert cut["loss_forward"] == pytest.approx(whole["loss_forward"], abs=1e-5)
+        assert cut["loss_backward"] == pytest.approx(whole["loss_backward"], abs=1e-5)
+
+
+def test_sentence_mode_counts_words_plus_end_and_equals_stream_for_one_sentence(lm_and_vocab):
+    lm, vocab = lm_and_vocab
+    one = [SENTENCES[2]]
+    a, b = sentence_perplexity(lm, vocab, one), stream_perplexity(lm, vocab, one, window=3)
+    assert a["n_targets"] == b["n_targets"] == len(SENTENCES[2]) + 1
+    assert a["perplexity_forward"] == pytest.approx(b["perplexity_forward"], rel=1e-5)
+    assert a["perplexity_backward"] == pytest.approx(b["perplexity_backward"], rel=1e-5)
+    both = perplexity(lm, vocab, SENTENCES, "sentence")
+    assert both["perplexity"] == pytest.approx(math.exp(both["loss"]))
+
+
+def test_eval_perplexity_command(tmp_path, lm_and_vocab):
+    from elmo_model.export import export_model
+
+    from support import run_elmo
+
+    lm, vocab = lm_and_vocab
+    export_model(lm, vocab, tmp_path / "model")
+    (tmp_path / "test.txt").write_text("\n".join(" ".join(s) for s in SENTENCES) + "\n")
+    for mode in ("sentence", "stream"):
+        result = run_elmo("eval", "perplexity", "--model", str(tmp_path / "model"), "--input",
+                          str(tmp_path / "test.txt"), "--mode", mode, "--window", "4")
+        assert result.returncode == 0, result.stderr
+        expected = perplexity(lm, vocab, SENTENCES, mode, 4)
+        got = __import__("json").loads(result.stdout)
+        assert got["perplexity_forward"] == pytest.approx(expected["perplexity_forward"], rel=1e-5)
+    (tmp_path / "published").mkdir()
+    from elmo_model.weights import save_options, save_weights
+
+    save_weights(lm.bilm, tmp_path / "published/weights.hdf5")
+    save_options(lm.bilm.options, tmp_path / "published/options.json")
+    (tmp_path / "published/vocab.txt").write_text(vocab.to_text())
+    result = run_elmo("eval", "perplexity", "--model", str(tmp_path / "published"), "--input", str(tmp_path / "test.txt"))
+    assert result.returncode == 2 and "has no softmax" in result.stderr
