@@ -13,7 +13,8 @@ profile / IRSA (anything in a job's runtime environment is visible to whoever ca
 cluster's job list).
 
 Exit status: the job's — 0 when it SUCCEEDED, the entrypoint's own exit status when it FAILED
-(1 if Ray does not know it), 1 when someone STOPPED it, 130 when Ctrl-C here stopped it.
+(1 if Ray does not know it), 1 when someone STOPPED it. Ctrl-C here stops the job and returns 130;
+SIGTERM does the same and returns 143.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,7 +41,29 @@ DEFAULT_EXCLUDES = (".git", ".venv", "/data/cache", "/runs", "/build", "__pycach
 # Ray's client lets these override any address it is given; the address is resolved here instead.
 _ADDRESS_VARS = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 ENTRYPOINT = ("python", "-m", "pipelines.cli")
-INTERRUPTED = 130
+INTERRUPTED = 130  # Ctrl-C (SIGINT) stopped the job
+TERMINATED = 143  # SIGTERM (e.g. the pod or CI step running elmo submit was cancelled) stopped it
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM while following a job: handled like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` (main thread only; restored afterwards)."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -224,12 +248,14 @@ def run(submission: Submission, wait: bool = True, out: TextIO | None = None) ->
               file=sys.stderr)
         return 0
     try:
-        info = follow(client, job_id, out or sys.stdout)
-    except KeyboardInterrupt:
-        print(f"\nelmo submit: interrupted: stopping job {job_id}", file=sys.stderr)
+        with _sigterm_interrupts():
+            info = follow(client, job_id, out or sys.stdout)
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"\nelmo submit: {what}: stopping job {job_id}", file=sys.stderr)
         status = stop(client, job_id)
         print(f"elmo submit: job {job_id}: {status}", file=sys.stderr)
-        return INTERRUPTED
+        return TERMINATED if isinstance(exc, _Terminated) else INTERRUPTED
     code, message = exit_status(job_id, info)
     print(message, file=sys.stderr)
     return code

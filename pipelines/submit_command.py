@@ -12,7 +12,7 @@ examples:
 
 S3 endpoint and region variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_REGION,
 AWS_DEFAULT_REGION) are forwarded when set; anything else only with --env (values are never
-printed). Ctrl-C stops the job.
+printed). Ctrl-C (or SIGTERM) stops the job.
 """
 
 

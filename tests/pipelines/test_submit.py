@@ -8,6 +8,7 @@ job's runtime environment (forwarded automatically), the dummy keys through ``--
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -137,6 +138,24 @@ def test_ctrl_c_stops_the_job(monkeypatch, capsys):
     assert submit.run(submit.Submission("http://h:8265", ("s3", "serve"))) == 130
     assert client.stopped == ["raysubmit_fake"]
     assert "interrupted: stopping job raysubmit_fake" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_job_too(monkeypatch, capsys):
+    client = FakeClient("RUNNING")
+
+    async def terminated(job_id):
+        yield "line one\n"
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(5)  # the handler interrupts this
+        yield "never\n"
+
+    client.tail_job_logs = terminated
+    monkeypatch.setattr(submit, "connect", lambda address: client)
+    before = signal.getsignal(signal.SIGTERM)
+    assert submit.run(submit.Submission("http://h:8265", ("s3", "serve"))) == 143
+    assert client.stopped == ["raysubmit_fake"]
+    assert "terminated: stopping job raysubmit_fake" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_unreachable_cluster_is_one_line():
