@@ -316,6 +316,14 @@ def test_training_config_in_the_configmap_is_a_valid_train_config():
 
 # --- every elmo command they name -----------------------------------------------------------------
 
+def test_the_checker_finds_and_rejects_a_bad_command(capsys):
+    text = "set -e && elmo embed --model s3://m \\\n  --bogus 1  # a comment\nelmo-ray is a name, not a command\n"
+    assert elmo_commands(text) == [["embed", "--model", "s3://m", "--bogus", "1"]]
+    with pytest.raises(pytest.fail.Exception, match="does not parse"):
+        _parse(["embed", "--bogus", "1"])
+    assert "unrecognized arguments: --bogus 1" in capsys.readouterr().err
+
+
 def test_commands_were_found_in_every_config():
     sources = {source for source, _ in COMMANDS}
     assert {str(p.relative_to(ROOT)) for p in [LAUNCHER, *KUBERAY]} <= sources
