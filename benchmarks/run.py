@@ -1,0 +1,88 @@
+"""``make bench``: every benchmark row in one process, one table.
+
+``python -m benchmarks.run [--quick] [--only MODULE ...] [--threads N] [--out DIR]``
+
+Rows come from the modules in :data:`ROW_MODULES`: each one that exists and defines
+``rows(quick: bool = False) -> list[dict]`` contributes its rows (dicts with a ``"benchmark"``
+key; the other keys become columns). A module that is missing, or has no ``rows``, is skipped
+with a note — add a row source by writing such a function and listing its module here.
+Writes ``benchmarks/results/bench.json`` and ``bench.md`` (markdown tables, machine info).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.machine import machine_info, matmul_gflops
+from benchmarks.report import markdown
+
+ROW_MODULES = (
+    "benchmarks.model_bench",  # reference vs production inference, three shapes
+    "benchmarks.long_line_bench",  # a 100,000-token line: peak memory
+    "benchmarks.train_bench",  # training tokens/s
+    "benchmarks.ingest_bench",  # ingestion lines/s (when it defines rows())
+    "benchmarks.embed_cli_bench",  # `elmo embed` vs in-process (when it exists)
+)
+RESULTS = Path(__file__).parent / "results"
+
+
+def collect(modules: list[str], quick: bool) -> tuple[list[dict], list[str]]:
+    """Rows of every available module, and notes on those skipped or failed."""
+    rows, notes = [], []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            notes.append(f"{name}: not present, skipped")
+            continue
+        if not hasattr(module, "rows"):
+            notes.append(f"{name}: defines no rows(), skipped")
+            continue
+        start = time.perf_counter()
+        print(f"[bench] {name} ...", flush=True)
+        module_rows = module.rows(quick=quick)
+        print(f"[bench] {name}: {len(module_rows)} rows in {time.perf_counter() - start:.0f} s", flush=True)
+        rows += module_rows
+    return rows, notes
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few small batches (a smoke test)")
+    parser.add_argument("--only", nargs="+", metavar="MODULE", help="row modules to run (default: all)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, = cores)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"output directory (default {RESULTS})")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    modules = [m if m.startswith("benchmarks.") else f"benchmarks.{m}" for m in (args.only or ROW_MODULES)]
+    start = time.perf_counter()
+    ceiling_before = matmul_gflops()
+    rows, notes = collect(modules, args.quick)
+    ceiling = max(ceiling_before, matmul_gflops())
+    for row in rows:
+        if "gflop_per_s_equiv" in row:
+            row["pct_matmul_ceiling"] = 100 * row["gflop_per_s_equiv"] / ceiling
+    result = {
+        "machine": machine_info(), "matmul_4096_gflops": ceiling,
+        "matmul_4096_gflops_at_start": ceiling_before, "quick": args.quick,
+        "seconds": time.perf_counter() - start, "rows": rows, "notes": notes,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (args.out / "bench.md").write_text(table)
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()
