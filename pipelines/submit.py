@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shlex
 import signal
@@ -202,7 +203,11 @@ def follow(client: Any, job_id: str, out: TextIO, poll_s: float = 0.5) -> Any:
         print(f"elmo submit: log stream of {job_id} ended early ({exc}); waiting for the job",
               file=sys.stderr)
     while True:  # the status can trail the end of the log stream by a moment
-        info = client.get_job_info(job_id)
+        try:
+            info = client.get_job_info(job_id)
+        except (RuntimeError, OSError) as exc:
+            raise ElmoError(f"lost contact with the cluster while following {job_id} (it may still be running): "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
         if info.status.is_terminal():
             return info
         time.sleep(poll_s)
@@ -214,7 +219,8 @@ def exit_status(job_id: str, info: Any) -> tuple[int, str]:
     if status == "SUCCEEDED":
         return 0, f"elmo submit: job {job_id} succeeded"
     reason = (info.message or "").strip().splitlines()
-    reason_text = f": {reason[0]}" if reason else ""
+    # "Job entrypoint command failed with exit code N, last available logs ...": the logs were just shown
+    reason_text = f": {reason[0]}" if reason and not reason[0].startswith("Job entrypoint command failed") else ""
     if status == "FAILED":
         code = info.driver_exit_code
         code = code if isinstance(code, int) and 0 < code < 256 else 1
@@ -240,6 +246,9 @@ def run(submission: Submission, wait: bool = True, out: TextIO | None = None) ->
     """Submit, then (unless ``wait`` is false) stream logs and return the job's exit status."""
     for line in submission.describe():
         print(f"elmo submit: {line}", file=sys.stderr)
+    sdk_logger = logging.getLogger("ray.dashboard.modules.job.sdk")
+    if sdk_logger.level == logging.NOTSET:  # it logs the log stream's closing at INFO level
+        sdk_logger.setLevel(logging.WARNING)
     client = connect(submission.address)
     job_id = submit(client, submission)
     print(f"elmo submit: submitted {job_id}", file=sys.stderr)
