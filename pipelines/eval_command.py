@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="sentence: each sentence alone (default); stream: continuous text, state carried")
     ppl.add_argument("--window", type=int, default=100, help="stream mode: tokens per window (default 100)")
     ppl.set_defaults(handler=run_perplexity)
+    __import__("pipelines.probe_command", fromlist=["register_probe"]).register_probe(tasks)
 
 
 def load_lm(model_url: str):
