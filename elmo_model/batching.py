@@ -54,11 +54,23 @@ def bucketed_batches(
     inside that pool and cut into batches; the batches are then shuffled. Deterministic for a
     given ``rng`` state.
     """
-    order = rng.permutation(len(windows))
+    lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
+    return bucketed_batches_by_length(lengths, batch_size, rng, bucket_batches)
+
+
+def bucketed_batches_by_length(
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    bucket_batches: int = 50,
+) -> Iterator[list[int]]:
+    """:func:`bucketed_batches` given only the windows' lengths ``(n,)``."""
+    order = rng.permutation(len(lengths))
     pool = batch_size * bucket_batches
     batches = []
     for start in range(0, len(order), pool):
-        chunk = sorted(order[start : start + pool], key=lambda i: len(windows[i]))
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]  # stable: ties keep shuffled order
         batches.extend(chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size))
     for i in rng.permutation(len(batches)):
         yield [int(j) for j in batches[i]]

@@ -3,7 +3,8 @@
 Precedence, lowest first: the dataclass defaults, the TOML file (``--config``), the job's own
 command-line flags, then ``--set`` overrides. Values are type-checked against the dataclass
 annotations (``int``, ``float``, ``str``, ``bool``, ``X | None``, ``Literal[...]``,
-``tuple[X, ...]``, ``list[X]`` and nested dataclasses); an unknown key fails with an
+``tuple[X, ...]``, ``list[X]``, ``dict[str, X]`` (a free-form table; ``X = Any`` keeps values as
+given) and nested dataclasses); an unknown key fails with an
 :class:`ElmoError` naming it. ``write_config`` puts the resolved config (TOML) beside a job's
 outputs; loading that file again gives the same config (``None`` values are left out of the file,
 so a field set to ``None`` should default to ``None``).
@@ -85,6 +86,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value in args:
             return value
         raise ElmoError(f"config key {key!r}: {value!r} is not one of {list(args)}")
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ElmoError(f"config key {key!r}: expected a table, got {value!r}")
+        item = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, item, f"{key}.{k}") for k, v in value.items()}
     if origin in (tuple, list):
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             value = [value]  # a single value where a list is expected
