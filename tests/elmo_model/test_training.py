@@ -132,6 +132,7 @@ def test_bad_inputs(tmp_path, tiny_files, vocab):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_trained_on_real_text_beats_unigram_perplexity_by_far():
     """300 steps on public-domain prose (the demo corpus): held-out perplexity far below unigram."""
     from pathlib import Path
