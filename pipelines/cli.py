@@ -19,6 +19,7 @@ from elmo_model.errors import ElmoError
 SUBCOMMAND_MODULES = [
     "pipelines.dump_command",
     "pipelines.vocab_command",
+    "pipelines.train_command",
     "pipelines.embed_command",
     "pipelines.neighbors_command",
     "pipelines.eval_command",

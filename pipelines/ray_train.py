@@ -1,0 +1,113 @@
+"""The version-sensitive Ray Train (V2, Ray 2.60) calls of the training job, in one place.
+
+Driver: :func:`make_trainer` (TorchTrainer + scaling, storage, failure, checkpoint and data
+configs) and :func:`fit`. Worker: :func:`world`, :func:`device`, :func:`dataset`,
+:func:`restored_checkpoint`, :func:`report`, :func:`quiet_report_logs`. Notes that matter (``/work/shared/RAY_NOTES.md``):
+
+- ``RunConfig(storage_path=...)`` takes the path *without* its scheme when a pyarrow filesystem is
+  given (``bucket/prefix`` for ``s3://bucket/prefix``).
+- A run whose name already has checkpoints in that storage resumes from the latest one.
+- Datasets listed in none of ``DataConfig(datasets_to_split=...)`` reach every worker whole; with
+  ``preserve_order`` every worker iterates them in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pipelines.storage import Location
+
+
+def make_trainer(train_fn: Callable[[dict], None], loop_config: dict, datasets: dict[str, Any], *, name: str,
+                 storage: Location, num_workers: int, use_gpu: bool, cpus_per_worker: float,
+                 extra_resources: dict[str, float], max_failures: int, keep_checkpoints: int) -> Any:
+    """A ``TorchTrainer`` (gloo on CPU, nccl with ``use_gpu``) for ``train_fn(loop_config)``."""
+    from ray.data import ExecutionOptions
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    resources = {"CPU": cpus_per_worker, **extra_resources}
+    scaling = ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources)
+    run = RunConfig(name=name, storage_path=storage.path, storage_filesystem=storage.arrow_fs,
+                    failure_config=FailureConfig(max_failures=max_failures),
+                    checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints),
+                    logging_config=LoggingConfig(log_level="WARNING"))  # the workers print progress lines
+    data = DataConfig(datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True))
+    return TorchTrainer(train_fn, train_loop_config=loop_config, scaling_config=scaling, run_config=run,
+                        datasets=datasets, dataset_config=data,
+                        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"))
+
+
+def fit(trainer: Any) -> Any:
+    """``trainer.fit()``; returns the Result (failures raise ``ray.train.TrainingFailedError``)."""
+    return trainer.fit()
+
+
+@contextlib.contextmanager
+def result_checkpoint(result: Any) -> Iterator[Path | None]:
+    """The final checkpoint of a finished run as a local directory (``None`` if it has none)."""
+    if result.checkpoint is None:
+        yield None
+        return
+    with result.checkpoint.as_directory() as directory:
+        yield Path(directory)
+
+
+# ---- worker side -------------------------------------------------------------------------
+
+
+def quiet_report_logs() -> None:
+    """Drop Ray Train's INFO line per ``report`` call on this worker (it logs them under the module's
+    file path, not a ``ray.train`` name, so ``LoggingConfig`` does not reach them)."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this training worker."""
+    import ray.train
+
+    context = ray.train.get_context()
+    return context.get_world_rank(), context.get_world_size()
+
+
+def device() -> Any:
+    """The torch device Ray Train assigned to this worker (``cpu`` or ``cuda:N``)."""
+    import ray.train.torch
+
+    return ray.train.torch.get_device()
+
+
+def dataset(name: str) -> Any:
+    """This worker's iterator over dataset ``name`` (the whole dataset: nothing is split)."""
+    import ray.train
+
+    return ray.train.get_dataset_shard(name)
+
+
+@contextlib.contextmanager
+def restored_checkpoint() -> Iterator[Path | None]:
+    """The checkpoint to resume from (after a failure or on a rerun of the same name), or ``None``."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as directory:
+        yield Path(directory)
+
+
+def report(metrics: dict[str, Any], checkpoint_dir: str | os.PathLike | None = None,
+           dir_name: str | None = None) -> None:
+    """Report metrics (every rank must call this at the same steps); rank 0 may attach a checkpoint."""
+    import ray.train
+
+    checkpoint = None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(os.fspath(checkpoint_dir))
+    ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=dir_name)

@@ -1,0 +1,50 @@
+"""``elmo train``: the command line of :mod:`pipelines.train_job` (heavy imports inside the handler)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipelines.config import add_config_arguments
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the biLM data-parallel on Ray Train; export options.json + weights.hdf5")
+    p.add_argument("--name", help="run name; a rerun with the same name and storage continues it")
+    p.add_argument("--train", dest="train", action="append", metavar="URL", help="training corpus (repeatable)")
+    p.add_argument("--valid", dest="valid", action="append", metavar="URL", help="held-out text (repeatable)")
+    p.add_argument("--vocab", metavar="URL", help="vocab.txt (default: built from the corpus under OUTPUT/vocab)")
+    p.add_argument("--output", metavar="URL", help="model directory to write")
+    p.add_argument("--storage", metavar="URL", help="checkpoint storage (default OUTPUT/checkpoints)")
+    p.add_argument("--init-from", metavar="URL", help="model directory to fine-tune")
+    p.add_argument("--num-workers", type=int, help="Ray Train workers (default 1)")
+    p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker, nccl, bf16 autocast")
+    p.add_argument("--steps", type=int, help="optimizer steps (training.steps)")
+    add_config_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines.config import load_config
+    from pipelines.train_job import TrainJobConfig, run_training
+
+    flags = {"name": args.name, "train": tuple(args.train) if args.train else None,
+             "valid": tuple(args.valid) if args.valid else None, "vocab": args.vocab, "output": args.output,
+             "storage": args.storage, "init_from": args.init_from, "num_workers": args.num_workers,
+             "use_gpu": args.use_gpu, "training.steps": args.steps}
+    config = load_config(TrainJobConfig, args.config, flags, args.overrides)
+    result = run_training(config)
+    final = result.metrics
+    print(f"steps: {final.get('step')}")
+    if "perplexity" in final:
+        print(f"train perplexity: {final['perplexity']:.2f} (forward {final['perplexity_forward']:.2f}, "
+              f"backward {final['perplexity_backward']:.2f})")
+    if "valid_perplexity" in final:
+        print(f"valid perplexity: {final['valid_perplexity']:.2f} (forward {final['valid_perplexity_forward']:.2f}, "
+              f"backward {final['valid_perplexity_backward']:.2f})")
+    print(f"windows: {result.n_windows}\nvocabulary: {result.vocab_size}")
+    if result.resumed_at_steps:
+        print(f"resumed at steps: {', '.join(map(str, result.resumed_at_steps))}")
+    print(f"elmo train: wrote the model and metrics under {result.output_url} "
+          f"(checkpoints: {result.checkpoint_url})", file=sys.stderr)
+    return 0

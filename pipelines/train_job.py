@@ -1,0 +1,262 @@
+"""``elmo train``: the biLM trained data-parallel with Ray Train, checkpoints in object storage.
+
+    check inputs, output, storage, vocabulary, fine-tuning model, earlier run (driver, no Ray)
+    → Ray Data: sentences → windows, materialized once (pipelines.train_data)
+    → TorchTrainer: DDP workers (pipelines.train_worker), checkpoints under <storage>/<name>/
+    → the final checkpoint's export is published to <output>: metrics, vocab.txt, weights.hdf5,
+      options.json last (each file staged, then moved into place)
+
+A rerun with the same ``name`` and ``storage`` continues the run from its latest checkpoint
+(Ray Train's behaviour for a known run name); a checkpoint made with other model, vocabulary or
+data settings stops the job with an error instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from elmo_model.errors import ElmoError
+from elmo_model.export import OPTIONS_FILE, VOCAB_FILE, WEIGHTS_FILE, load_pretrained_lm
+from elmo_model.train_config import TrainConfig
+from elmo_model.vocab import Vocabulary
+from pipelines.config import to_dict, write_config
+from pipelines.ingest import IngestConfig, InputPlan, plan_inputs
+from pipelines.storage import Location, StorageOptions, check_output, exists, read_bytes, resolve, write_bytes
+from pipelines.train_metrics import CSV_FILE, JSON_FILE, PLOT_FILE
+
+log = logging.getLogger(__name__)
+PUBLISH_ORDER = [CSV_FILE, JSON_FILE, PLOT_FILE, VOCAB_FILE, WEIGHTS_FILE, OPTIONS_FILE]  # options.json last
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """Test-only: worker ``fail_rank`` exits before step ``fail_at_step`` while ``marker`` (a local file) is absent."""
+
+    fail_at_step: int = 0  # 0: never
+    fail_rank: int = 1
+    marker: str = ""
+
+
+@dataclass(frozen=True)
+class TrainJobConfig:
+    """``elmo train`` settings (TOML: top level, ``[ingest]``, ``[training]``, ``[testing]``)."""
+
+    name: str = "elmo"  # run name: checkpoints live under <storage>/<name>/; a rerun continues it
+    train: tuple[str, ...] = ()  # corpus files or prefixes
+    valid: tuple[str, ...] = ()  # held-out text for perplexity (optional)
+    vocab: str = ""  # vocab.txt URL; empty: init_from's vocab.txt, else built from `train`
+    vocab_max_size: int | None = None  # when building: entries, counting <S>, </S>, <UNK>
+    vocab_min_count: int = 1
+    output: str = ""  # model directory URL: options.json, weights.hdf5, vocab.txt, metrics
+    storage: str = ""  # checkpoint storage URL (default: <output>/checkpoints)
+    init_from: str = ""  # model directory to fine-tune (options.json + weights.hdf5)
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    worker_resources: dict[str, float] = field(default_factory=dict)  # extra Ray resources per worker
+    max_failures: int = 3  # worker-group restarts from the latest checkpoint (-1: unlimited)
+    keep_checkpoints: int = 2
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    testing: FaultInjection = field(default_factory=FaultInjection)
+
+    def storage_url(self) -> str:
+        return self.storage or self.output.rstrip("/") + "/checkpoints"
+
+    def validate(self) -> None:
+        if not self.train or not self.output:
+            raise ElmoError("elmo train needs `train` (corpus URLs) and `output` (model directory URL)")
+        if not _NAME.match(self.name):
+            raise ElmoError(f"name {self.name!r}: use letters, digits, '.', '_' and '-'")
+        if self.num_workers < 1 or self.cpus_per_worker <= 0 or self.keep_checkpoints < 1 or self.max_failures < -1:
+            raise ElmoError("num_workers ≥ 1, cpus_per_worker > 0, keep_checkpoints ≥ 1 and max_failures ≥ -1")
+
+
+@dataclass
+class TrainResult:
+    output_url: str
+    checkpoint_url: str
+    metrics: dict[str, Any]  # the final row
+    n_windows: int
+    vocab_size: int
+    resumed_at_steps: list[int]
+
+
+def _normalized(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def resume_key(config: TrainJobConfig, vocab: Vocabulary) -> dict[str, Any]:
+    """What a checkpoint must share with this config to be continued (model, vocabulary, data order)."""
+    t = config.training
+    vocab_hash = hashlib.sha256(vocab.to_text().encode()).hexdigest()[:16]
+    return _normalized({"training.model": t.model, "training.model_overrides": t.model_overrides,
+                        "training.optimizer": t.optimizer, "training.batch_size": t.batch_size,
+                        "training.max_tokens": t.max_tokens, "training.seed": t.seed, "train": list(config.train),
+                        "ingest": to_dict(config.ingest), "vocab_sha256": vocab_hash, "init_from": config.init_from})
+
+
+def parse_vocab(url: str, options: StorageOptions | None) -> Vocabulary:
+    """bilm-tf's vocab.txt from any URL; missing specials, duplicates or an empty file name the URL."""
+    text = read_bytes(url, options).decode("utf-8", errors="strict") if url else ""
+    tokens = [t for t in (line.strip() for line in text.split("\n")) if t and t != "!!!MAXTERMID"]
+    if not tokens:
+        raise ElmoError(f"{url}: vocabulary file is empty")
+    return Vocabulary(tokens, source=url)
+
+
+def resolve_vocab(config: TrainJobConfig, out: Location, options: StorageOptions | None) -> tuple[Vocabulary, str]:
+    """The configured vocabulary, the fine-tuned model's, or one built from the corpus under <output>/vocab."""
+    url = config.vocab
+    if not url and config.init_from:
+        candidate = resolve(config.init_from, options).join(VOCAB_FILE).url
+        url = candidate if exists(candidate, options) else ""
+    if not url:
+        from pipelines.vocab_job import VocabConfig, build_vocab
+
+        built = build_vocab(VocabConfig(inputs=config.train, output=out.join("vocab").url,
+                                        max_size=config.vocab_max_size, min_count=config.vocab_min_count,
+                                        ingest=config.ingest), options)
+        url = resolve(built.output_url, options).join(VOCAB_FILE).url
+    try:
+        return parse_vocab(url, options), url
+    except UnicodeDecodeError as exc:
+        raise ElmoError(f"{url}: vocabulary is not valid UTF-8 (byte {exc.start})") from None
+
+
+def load_init_model(config: TrainJobConfig, vocab: Vocabulary, options: StorageOptions | None) -> Any:
+    """The model to fine-tune (its softmax kept when it matches ``vocab``); errors name the URL."""
+    model_dir = resolve(config.init_from, options)
+    with tempfile.TemporaryDirectory(prefix="elmo-init-") as tmp:
+        for name in (OPTIONS_FILE, WEIGHTS_FILE):
+            url = model_dir.join(name).url
+            if not exists(url, options):
+                raise ElmoError(f"init_from {model_dir.url}: not a model directory ({name} is missing)")
+            (Path(tmp) / name).write_bytes(read_bytes(url, options))
+        try:
+            return load_pretrained_lm(Path(tmp) / OPTIONS_FILE, Path(tmp) / WEIGHTS_FILE, vocab,
+                                      config.training.dropout)
+        except ElmoError as exc:
+            raise ElmoError(str(exc).replace(str(Path(tmp)), model_dir.url)) from None
+
+
+def latest_checkpoint_meta(store: Location, name: str) -> dict[str, Any] | None:
+    """``meta.json`` of the run's newest checkpoint (by step), or ``None`` for a new run."""
+    run = store.join(name)
+    try:
+        entries = store.fs.ls(run.path, detail=False) if store.fs.exists(run.path) else []
+    except OSError:
+        return None
+    steps = sorted(p for p in entries if re.search(r"/checkpoint_\d+$", p.rstrip("/")))
+    for path in reversed(steps):
+        try:
+            return json.loads(store.fs.cat_file(path.rstrip("/") + "/meta.json"))
+        except (OSError, ValueError):
+            continue  # an incomplete upload: Ray resumes from an older one
+    return None
+
+
+def check_existing_run(config: TrainJobConfig, store: Location, key: dict[str, Any]) -> int | None:
+    """The step an earlier run of this name reached (it will be continued), after checking it fits."""
+    from pipelines.train_worker import check_resume_key
+
+    meta = latest_checkpoint_meta(store, config.name)
+    if meta is None:
+        return None
+    check_resume_key(meta.get("resume_key", {}), key, f"run {config.name!r} in {store.url}")
+    return int(meta["step"])
+
+
+def publish_outputs(export_dir: Path, out: Location, options: StorageOptions | None) -> list[str]:
+    """Copy the export to ``out``, each file staged then moved, ``options.json`` last."""
+    urls = []
+    for name in PUBLISH_ORDER:
+        if (export_dir / name).exists():
+            url = out.join(name).url
+            write_bytes(url, (export_dir / name).read_bytes(), options)
+            urls.append(url)
+    return urls
+
+
+def prepare_datasets(config: TrainJobConfig, plan: InputPlan, valid_plan: InputPlan | None,
+                     options: StorageOptions | None) -> tuple[dict[str, Any], int]:
+    """The materialized window datasets (``train``, maybe ``valid``) and the training window count."""
+    from pipelines.train_data import prepare_windows
+
+    t = config.training
+    train, n_windows = prepare_windows(plan, config.ingest, t.max_tokens, t.seed, shuffle=True, options=options)
+    if n_windows == 0:
+        raise ElmoError(f"{', '.join(config.train)}: the training corpus has no sentences")
+    datasets = {"train": train}
+    if valid_plan is not None:
+        valid, n_valid = prepare_windows(valid_plan, config.ingest, t.max_tokens, t.seed, shuffle=False,
+                                         options=options)
+        if n_valid == 0:
+            raise ElmoError(f"{', '.join(config.valid)}: the validation corpus has no sentences")
+        datasets["valid"] = valid
+    return datasets, n_windows
+
+
+def worker_spec(config: TrainJobConfig, vocab: Vocabulary, n_windows: int, key: dict[str, Any],
+                init_ref: Any, has_valid: bool) -> dict[str, Any]:
+    """The plain dict every worker receives."""
+    return {"run_name": config.name, "training": config.training.to_dict(), "vocab": vocab.tokens,
+            "n_windows": n_windows, "has_valid": has_valid, "resume_key": key, "init_model": init_ref,
+            "fault": to_dict(config.testing)}
+
+
+def run_training(config: TrainJobConfig, options: StorageOptions | None = None) -> TrainResult:
+    """Check everything a user can get wrong, then train on Ray and publish the model to ``output``."""
+    config.validate()
+    out, store = resolve(config.output, options), resolve(config.storage_url(), options)
+    check_output(out.url, options)
+    check_output(store.url, options)
+    plan = plan_inputs(config.train, config.ingest, options)
+    valid_plan = plan_inputs(config.valid, config.ingest, options) if config.valid else None
+    vocab, vocab_url = resolve_vocab(config, out, options)
+    log.info("vocabulary: %d entries from %s", len(vocab), vocab_url)
+    init_model = load_init_model(config, vocab, options) if config.init_from else None
+    key = resume_key(config, vocab)
+    previous = check_existing_run(config, store, key)
+    if previous is not None:
+        log.info("run %r has a checkpoint at step %d in %s: continuing it", config.name, previous, store.url)
+    write_config(config, out.join("config.toml").url, options)
+    return _train_on_ray(config, vocab, plan, valid_plan, init_model, key, out, store, options)
+
+
+def _train_on_ray(config: TrainJobConfig, vocab: Vocabulary, plan: InputPlan, valid_plan: InputPlan | None,
+                  init_model: Any, key: dict[str, Any], out: Location, store: Location,
+                  options: StorageOptions | None) -> TrainResult:
+    import ray
+
+    from pipelines import ray_train
+    from pipelines.ray_support import clean_errors, ensure_ray
+    from pipelines.train_worker import EXPORT_DIR, train_loop_per_worker
+
+    ensure_ray()
+    with clean_errors():
+        datasets, n_windows = prepare_datasets(config, plan, valid_plan, options)
+        init_ref = None if init_model is None else ray.put(init_model)
+        spec = worker_spec(config, vocab, n_windows, key, init_ref, "valid" in datasets)
+        trainer = ray_train.make_trainer(
+            train_loop_per_worker, spec, datasets, name=config.name, storage=store,
+            num_workers=config.num_workers, use_gpu=config.use_gpu, cpus_per_worker=config.cpus_per_worker,
+            extra_resources=dict(config.worker_resources), max_failures=config.max_failures,
+            keep_checkpoints=config.keep_checkpoints)
+        result = ray_train.fit(trainer)
+    with ray_train.result_checkpoint(result) as directory:
+        if directory is None or not (directory / EXPORT_DIR / OPTIONS_FILE).exists():
+            raise ElmoError(f"run {config.name!r} finished without a final checkpoint in {store.url}")
+        publish_outputs(directory / EXPORT_DIR, out, options)
+        logged = json.loads((directory / EXPORT_DIR / JSON_FILE).read_text())
+    final = logged["rows"][-1] if logged["rows"] else {}
+    return TrainResult(out.url, store.join(config.name).url, final, n_windows, len(vocab),
+                       logged["resumed_at_steps"])
