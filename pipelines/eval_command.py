@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from pipelines.probe_command import register_probe
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained biLM")
@@ -18,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="sentence: each sentence alone (default); stream: continuous text, state carried")
     ppl.add_argument("--window", type=int, default=100, help="stream mode: tokens per window (default 100)")
     ppl.set_defaults(handler=run_perplexity)
-    __import__("pipelines.probe_command", fromlist=["register_probe"]).register_probe(tasks)
+    register_probe(tasks)
 
 
 def load_lm(model_url: str):
