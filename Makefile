@@ -22,10 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: setup
-	mkdir -p runs/demo
-	$(VENV)/bin/elmo dump tests/fixtures/elmo_tiny/sentences.txt runs/demo/embeddings.hdf5 \
-	  --options-file tests/fixtures/elmo_tiny/options.json \
-	  --weight-file tests/fixtures/elmo_tiny/lm_weights.hdf5 --all
+	$(VENV)/bin/elmo demo
 
 test: setup
 	$(PY) -m pytest -m "not slow and not network" $(PYTEST_ARGS)

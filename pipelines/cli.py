@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = [
     "pipelines.eval_command",
     "pipelines.submit_command",
     "pipelines.s3_command",
+    "pipelines.demo_command",
 ]
 
 
