@@ -1,8 +1,9 @@
 """``make bench``: every benchmark row in one process, one table.
 
-``python -m benchmarks.run [--quick] [--only MODULE ...] [--threads N] [--out DIR]``
+``python -m benchmarks.run [--quick] [--all | --only MODULE ...] [--threads N] [--out DIR]``
 
-Rows come from the modules in :data:`ROW_MODULES`: each one that exists and defines
+Rows come from the modules in :data:`ROW_MODULES` (``--all`` adds :data:`EXTRA_MODULES`, which
+take longer than ``make bench``'s ~10 minutes): each one that exists and defines
 ``rows(quick: bool = False) -> list[dict]`` contributes its rows (dicts with a ``"benchmark"``
 key; the other keys become columns). A module that is missing, or has no ``rows``, is skipped
 with a note — add a row source by writing such a function and listing its module here.
@@ -25,7 +26,10 @@ from benchmarks.report import markdown
 ROW_MODULES = (
     "benchmarks.model_bench",  # reference vs production inference, three shapes
     "benchmarks.long_line_bench",  # a 100,000-token line: peak memory
-    "benchmarks.train_bench",  # training tokens/s
+    "benchmarks.train_bench",  # training tokens/s, in-process
+)
+EXTRA_MODULES = (
+    "benchmarks.train_ray_bench",  # training tokens/s on Ray, 1 and 2 workers
     "benchmarks.ingest_bench",  # ingestion lines/s (when it defines rows())
     "benchmarks.embed_cli_bench",  # `elmo embed` vs in-process (when it exists)
 )
@@ -57,13 +61,16 @@ def collect(modules: list[str], quick: bool) -> tuple[list[dict], list[str]]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few small batches (a smoke test)")
-    parser.add_argument("--only", nargs="+", metavar="MODULE", help="row modules to run (default: all)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--all", action="store_true", help="also the longer EXTRA_MODULES")
+    group.add_argument("--only", nargs="+", metavar="MODULE", help="just these row modules")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, = cores)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"output directory (default {RESULTS})")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    modules = [m if m.startswith("benchmarks.") else f"benchmarks.{m}" for m in (args.only or ROW_MODULES)]
+    chosen = args.only or (ROW_MODULES + EXTRA_MODULES if args.all else ROW_MODULES)
+    modules = [m if m.startswith("benchmarks.") else f"benchmarks.{m}" for m in chosen]
     start = time.perf_counter()
     ceiling_before = matmul_gflops()
     rows, notes = collect(modules, args.quick)

@@ -138,8 +138,8 @@ def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: in
 
     Equal to ``_pool_conv1d``: a window made only of the in-token padding character gives the
     same value at every position, so each token only needs the windows over its own characters
-    plus one all-padding window. Tokens are sorted by length and convolved in chunks trimmed to
-    the chunk's longest token + the widest filter, all filters as one matrix product.
+    plus one all-padding window. Tokens are sorted by length and convolved in chunks, keeping the
+    window starts up to the chunk's longest token + 1, all filters as one matrix product.
     """
     n, max_chars = char_ids.shape
     kernel, bias, widths = _stacked_kernel(encoder.convolutions)
@@ -153,7 +153,8 @@ def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: in
     for start in range(0, n, chunk):
         ids = sorted_ids[start : start + chunk]
         k = ids.shape[0]
-        span = min(max_chars, sorted_lengths[start + k - 1] + max_width)  # window starts kept
+        # Window starts kept: every one touching a character, and one all-padding window.
+        span = min(max_chars, sorted_lengths[start + k - 1] + 1)
         padded = torch.cat([ids[:, :span], tail.expand(k, -1)], dim=1)  # (k, span + max_width - 1)
         chars = encoder.char_embedding(padded)  # (k, span + max_width - 1, char_dim)
         dim = chars.shape[2]
