@@ -180,7 +180,7 @@ class BiLm(nn.Module):
             out, c = run_packed([stack[k] for stack in stacks], x, packing.batch_sizes, h0, c0)
             for i, d in enumerate(directions):
                 c_final[d, k, order] = c[i]
-                h_final[d, k, packing.ended_rows] = out[i, packing.last_index]  # before the skip
+                h_final[d, k, packing.ended_rows] = out[i, packing.last_index].to(h_final.dtype)  # pre-skip
             if k > 0 and self.options.use_skip_connections:
                 out += x
             outputs.append(out)

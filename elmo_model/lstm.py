@@ -120,16 +120,35 @@ def run_packed(
     ``c0 (D, B, cell)``. Returns ``outputs (D, N, out)`` packed the same way, and the final cells
     ``(D, B, cell)`` (rows keep their cell after their last step). Same arithmetic as
     :meth:`ProjectedLstm.forward`; outputs and cells are written in place, nothing is
-    concatenated per step.
+    concatenated per step. Under autocast the weights are cast once per call and the matrix
+    products run in the autocast dtype; the cells stay in ``c0``'s dtype.
     """
+    device = inputs.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        with torch.autocast(device, enabled=False):
+            return _run_packed(lstms, inputs.to(dtype), batch_sizes, h0.to(dtype), c0)
+    return _run_packed(lstms, inputs, batch_sizes, h0.to(inputs.dtype), c0)
+
+
+def _run_packed(
+    lstms: Sequence[ProjectedLstm],
+    inputs: torch.Tensor,
+    batch_sizes: Sequence[int],
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`run_packed` with every matrix product in ``inputs.dtype``."""
     first = lstms[0]
     cell_dim, out_dim = first.cell_dim, first.out_dim
     n_dirs, total, _ = inputs.shape
-    biases = [lstm.folded_bias() for lstm in lstms]
+    dtype = inputs.dtype
+    biases = [lstm.folded_bias().to(dtype) for lstm in lstms]
+    input_weights = [lstm.input_weight.to(dtype).t() for lstm in lstms]  # (input, 4·cell)
     columns = _column_blocks(4 * cell_dim, out_dim * inputs.element_size())
     # (4·cell, out)ᵀ blocks and (out, cell)ᵀ, as views made once
-    recurrent = [[(cols, lstm.recurrent_weight[cols].t()) for cols in columns] for lstm in lstms]
-    projection = [lstm.projection.t() for lstm in lstms] if first.projection is not None else None
+    recurrent = [[(cols, w[cols].t()) for cols in columns] for w in (l.recurrent_weight.to(dtype) for l in lstms)]
+    projection = [lstm.projection.to(dtype).t() for lstm in lstms] if first.projection is not None else None
     gates = inputs.new_empty(n_dirs, min(total, max(GATE_BLOCK_ROWS, max(batch_sizes, default=0))), 4 * cell_dim)
     outputs = inputs.new_empty(n_dirs, total, out_dim)
     c = c0.clone()
@@ -137,8 +156,8 @@ def run_packed(
     for step, n in enumerate(batch_sizes):
         if offset + n > block_end:  # the next block of input gates, starting at this step
             block_start, block_end = offset, _block_end(batch_sizes, step, offset, gates.shape[1])
-            for d, lstm in enumerate(lstms):  # (rows, input) @ (input, 4·cell) + bias
-                torch.addmm(biases[d], inputs[d, block_start:block_end], lstm.input_weight.t(),
+            for d in range(n_dirs):  # (rows, input) @ (input, 4·cell) + bias
+                torch.addmm(biases[d], inputs[d, block_start:block_end], input_weights[d],
                             out=gates[d, : block_end - block_start])
         g = gates[:, offset - block_start : offset - block_start + n]  # (D, n, 4·cell)
         h = h0[:, :n] if previous < 0 else outputs[:, previous : previous + n]  # (D, n, out)

@@ -166,6 +166,7 @@ def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: in
             starts = torch.arange(span, device=conv.device).unsqueeze(1)  # (span, 1)
             conv.masked_fill_(starts + widths.unsqueeze(0) > max_chars, float("-inf"))
         pooled.append(conv.amax(dim=1))
-    out = torch.empty(n, kernel.shape[1], dtype=kernel.dtype, device=kernel.device)
-    out[order] = torch.cat(pooled)
+    stacked = torch.cat(pooled)  # (n, n_filters), sorted by length
+    out = torch.empty_like(stacked)
+    out[order] = stacked
     return out + bias

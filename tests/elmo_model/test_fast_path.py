@@ -82,6 +82,19 @@ def test_training_path_still_has_gradients():
     assert model.token_encoder.convolutions[0].weight.grad is not None
 
 
+def test_fast_path_under_autocast_runs_in_low_precision():
+    """bf16 autocast (CPU here; CUDA the same code): the fast path stays within bf16 error."""
+    model = random_bilm().requires_grad_(False)
+    ids = _ids(SENTENCES)
+    with torch.inference_mode():
+        exact = model(ids).layers
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(ids).layers
+    assert low[-1].dtype == torch.bfloat16
+    for a, b in zip(low, exact):
+        torch.testing.assert_close(a.float(), b, atol=0.25, rtol=0)
+
+
 def test_trimmed_convolution_equals_full_convolution():
     """Any char ids, not only well-formed tokens: padding inside, full rows, all-padding rows."""
     encoder = random_bilm(filters=((1, 3), (3, 5), (7, 8))).double().token_encoder
