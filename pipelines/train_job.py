@@ -210,7 +210,7 @@ def worker_spec(config: TrainJobConfig, vocab: Vocabulary, n_windows: int, key: 
     """The plain dict every worker receives."""
     return {"run_name": config.name, "training": config.training.to_dict(), "vocab": vocab.tokens,
             "n_windows": n_windows, "has_valid": has_valid, "resume_key": key, "init_model": init_ref,
-            "fault": to_dict(config.testing)}
+            "fault": to_dict(config.testing), "threads": max(1, int(config.cpus_per_worker))}
 
 
 def run_training(config: TrainJobConfig, options: StorageOptions | None = None) -> TrainResult:

@@ -91,6 +91,7 @@ class WorkerRun:
         self.vocab = Vocabulary(spec["vocab"], source="job vocabulary")
         self.rank, self.world = ray_train.world()
         self.device = torch.device(ray_train.device())
+        torch.set_num_threads(spec.get("threads", 1))  # = the worker's CPUs: no oversubscription
         model = build_model(spec, config, self.vocab).to(self.device)
         wrapped: nn.Module = model
         if self.world > 1:
@@ -262,7 +263,8 @@ class WorkerRun:
         export_model(self.trainer.model, self.vocab, directory)
         (directory / CSV_FILE).write_text(self.metrics.to_csv())
         (directory / JSON_FILE).write_text(self.metrics.to_json(run=self.spec["run_name"], steps=self.config.steps,
-                                                                num_workers=self.world))
+                                                                num_workers=self.world,
+                                                                torch_threads=torch.get_num_threads()))
         self.metrics.plot(directory / PLOT_FILE, title=f"{self.spec['run_name']}: biLM perplexity")
 
 

@@ -142,7 +142,8 @@ def test_rerun_of_a_finished_run_with_more_steps_continues_it(s3, uninterrupted)
     assert rows[7]["loss"] == first.metrics["loss"]  # steps 1–8 kept from the first run
     again = run_training(longer)  # finished: nothing to train, the export is published again
     assert again.metrics == result.metrics and again.resumed_at_steps == [8]
-    with pytest.raises(ElmoError, match=r"already has a checkpoint made with other settings \(training.seed: 7 → 8\)"):
+    with pytest.raises(ElmoError, match=rf"^run '{config.name}' in s3://trainray/ckpt already has a checkpoint made "
+                                        r"with other settings \(training.seed: 7 → 8\)"):  # found by the driver
         run_training(dataclasses.replace(config, training=dataclasses.replace(config.training, seed=8)))
 
 

@@ -1,0 +1,40 @@
+"""Pieces of the Ray Train worker that need no Ray: autocast wrapper, reductions, resume checks."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from elmo_model.batching import collate, make_windows
+from elmo_model.errors import ElmoError
+from elmo_model.train_config import TrainConfig
+from elmo_model.train_loop import new_model
+from elmo_model.trainer import LmTrainer
+from elmo_model.vocab import Vocabulary
+from pipelines.train_worker import Autocast, all_reduce_sum, check_resume_key
+
+SENTENCES = [s.split() for s in ["the cat sat on the mat", "a dog ran", "the dog saw a cat on a mat"]]
+
+
+def test_autocast_wrapper_trains_like_the_plain_model():
+    """The GPU path's bf16 wrapper (checked here with CPU autocast): same loss to bf16 precision."""
+    vocab = Vocabulary.from_counts(Counter(t for s in SENTENCES for t in s))
+    batch = collate(make_windows(SENTENCES, 10), vocab)
+    config = TrainConfig(dropout=0.0, batch_size=3)
+    plain = LmTrainer(new_model(config, vocab), config).train_step(batch)
+    model = new_model(config, vocab)
+    wrapped = LmTrainer(model, config, forward_module=Autocast(model, device_type="cpu")).train_step(batch)
+    assert wrapped["n_targets"] == plain["n_targets"]
+    assert wrapped["loss"] == pytest.approx(plain["loss"], rel=2e-2)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_all_reduce_without_a_process_group_is_the_identity():
+    assert all_reduce_sum([1.5, 2.0, 3], torch.device("cpu")) == [1.5, 2.0, 3]
+
+
+def test_resume_key_mismatch_lists_every_change():
+    check_resume_key({"a": 1, "b": [1]}, {"a": 1, "b": [1]}, "run 'x'")
+    with pytest.raises(ElmoError, match=r"^run 'x' already has a checkpoint made with other settings "
+                                        r"\(a: 1 → 2; c: None → 'new'\); use a new name"):
+        check_resume_key({"a": 1, "b": [1]}, {"a": 2, "b": [1], "c": "new"}, "run 'x'")
