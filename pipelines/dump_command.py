@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--average", dest="mode", action="store_const", const="average", help="mean of layers")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 helps on a busy machine)")
     p.add_argument("--stateful", action="store_true",
                    help="carry LSTM state from batch to batch, as the original did")
     p.set_defaults(mode="all", handler=run)
@@ -26,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from elmo_model.dump import dump_embeddings
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     n = dump_embeddings(args.input_file, args.output_file, args.options_file, args.weight_file,
                         args.mode, args.batch_size, args.device, args.stateful)
     print(f"wrote {n} sentences to {args.output_file}", file=sys.stderr)
