@@ -136,7 +136,7 @@ def run_demo(config: DemoConfig) -> dict[str, float]:
         scores = show_neighbours(config)
         workdir = Path(config.workdir)
         for name in ("model", "vocab", "vectors"):
-            download_dir(f"s3://{BUCKET}/{name}", workdir / name)
+            download_dir(f"s3://{BUCKET}/{name}", workdir / name, include_hidden=True)
     print(f"\nEverything is under {workdir}/ (copied from the embedded S3, which is gone now):")
     for name, what in (("model", "options.json, weights.hdf5, vocab.txt, metrics.csv/json, training curve PNG"),
                        ("vocab", "vocab.txt, counts.tsv"), ("vectors", "Parquet vectors + _manifest.json")):

@@ -139,10 +139,10 @@ def _fingerprint(info: dict) -> str:
 
 
 def list_files(url: str | os.PathLike, options: StorageOptions | None = None,
-               allow_empty: bool = False) -> list[FileEntry]:
+               allow_empty: bool = False, include_hidden: bool = False) -> list[FileEntry]:
     """Every visible file under ``url`` (or ``url`` itself if it is a file), sorted by URL.
 
-    Names starting with ``_`` or ``.`` are skipped. A missing bucket or directory, and (unless
+    Names starting with ``_`` or ``.`` are skipped unless ``include_hidden``. A missing bucket or directory, and (unless
     ``allow_empty``) an empty prefix, raise :class:`ElmoError` naming the URL.
     """
     loc = resolve(url, options)
@@ -155,7 +155,7 @@ def list_files(url: str | os.PathLike, options: StorageOptions | None = None,
     entries = []
     for path, info in sorted(found.items()):
         named_itself = path == loc.path
-        if info.get("type", "file") == "file" and (named_itself or not _hidden(path[len(loc.path):])):
+        if info.get("type", "file") == "file" and (named_itself or include_hidden or not _hidden(path[len(loc.path):])):
             entries.append(FileEntry(loc.uri(path), path, int(info.get("size") or 0), _fingerprint(info)))
     if not entries and not allow_empty:
         raise ElmoError(f"{loc.url}: no input files there (names starting with '_' or '.' are skipped)")
@@ -244,11 +244,13 @@ def upload_dir(local_dir: str | os.PathLike, url: str | os.PathLike, options: St
     return written
 
 
-def download_dir(url: str | os.PathLike, local_dir: str | os.PathLike, options: StorageOptions | None = None) -> list[Path]:
-    """Copy every visible file under ``url`` into ``local_dir`` (same relative names)."""
+def download_dir(url: str | os.PathLike, local_dir: str | os.PathLike, options: StorageOptions | None = None,
+                 include_hidden: bool = False) -> list[Path]:
+    """Copy every visible file under ``url`` into ``local_dir`` (same relative names); with
+    ``include_hidden`` also names starting with ``_`` or ``.`` (e.g. an output's ``_manifest.json``)."""
     loc = resolve(url, options)
     written = []
-    for entry in list_files(loc.url, options):
+    for entry in list_files(loc.url, options, include_hidden=include_hidden):
         relative = entry.path[len(loc.path):].lstrip("/") or posixpath.basename(entry.path)
         target = Path(local_dir) / relative
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,9 @@ def test_upload_and_download_dir_round_trip(s3, tmp_path):
     got = storage.download_dir("s3://store/dir", tmp_path / "dst")
     assert sorted(p.relative_to(tmp_path / "dst").as_posix() for p in got) == ["a.bin", "sub/b.txt"]
     assert (tmp_path / "dst" / "a.bin").read_bytes() == b"\x00\x01"
+    storage.write_text("s3://store/dir/_manifest.json", "{}")
+    got = storage.download_dir("s3://store/dir", tmp_path / "all", include_hidden=True)
+    assert sorted(p.relative_to(tmp_path / "all").as_posix() for p in got) == ["_manifest.json", "a.bin", "sub/b.txt"]
 
 
 def test_local_write_read_and_exists(tmp_path):
