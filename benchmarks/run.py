@@ -64,10 +64,12 @@ def main(argv: list[str] | None = None) -> dict:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--all", action="store_true", help="also the longer EXTRA_MODULES")
     group.add_argument("--only", nargs="+", metavar="MODULE", help="just these row modules")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, = cores)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared machine, runs with as many threads "
+                             "as cores swing by several × whenever another job runs; 0 = torch's default)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"output directory (default {RESULTS})")
     args = parser.parse_args(argv)
-    if args.threads:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
     chosen = args.only or (ROW_MODULES + EXTRA_MODULES if args.all else ROW_MODULES)
     modules = [m if m.startswith("benchmarks.") else f"benchmarks.{m}" for m in chosen]

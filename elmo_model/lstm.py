@@ -99,8 +99,8 @@ class ProjectedLstm(nn.Module):
 # The input half of the gates is computed for blocks of at most this many packed rows at a time
 # (one GEMM each): memory stays bounded on long inputs and the block is still in cache when used.
 GATE_BLOCK_ROWS = 512
-# The recurrent GEMM is split into column blocks whose weights fit in L2 (~2 MB): on this
-# machine's MKL that is ~1.4× faster for the original shape's 16384 × 512 weight.
+# On CPU the recurrent GEMM is split into column blocks whose weights fit in L2 (~2 MB): on the
+# benchmark machine's MKL that is ~1.4× faster for the original shape's 16384 × 512 weight.
 RECURRENT_BLOCK_BYTES = 2 * 1024 * 1024
 _ALL = slice(None)
 
@@ -145,11 +145,15 @@ def _run_packed(
     dtype = inputs.dtype
     biases = [lstm.folded_bias().to(dtype) for lstm in lstms]
     input_weights = [lstm.input_weight.to(dtype).t() for lstm in lstms]  # (input, 4·cell)
-    columns = _column_blocks(4 * cell_dim, out_dim * inputs.element_size())
-    # (4·cell, out)ᵀ blocks and (out, cell)ᵀ, as views made once
-    recurrent = [[(cols, w[cols].t()) for cols in columns] for w in (l.recurrent_weight.to(dtype) for l in lstms)]
-    projection = [lstm.projection.to(dtype).t() for lstm in lstms] if first.projection is not None else None
-    gates = inputs.new_empty(n_dirs, min(total, max(GATE_BLOCK_ROWS, max(batch_sizes, default=0))), 4 * cell_dim)
+    columns = [_ALL]  # on a GPU, more kernel launches would cost more than cache misses
+    if inputs.device.type == "cpu":
+        columns = _column_blocks(4 * cell_dim, out_dim * inputs.element_size())
+    # (4·cell, out)ᵀ column blocks and (out, cell)ᵀ, as views made once
+    recurrent = [[(cols, weight[cols].t()) for cols in columns]
+                 for weight in (lstm.recurrent_weight.to(dtype) for lstm in lstms)]
+    projection = None if first.projection is None else [lstm.projection.to(dtype).t() for lstm in lstms]
+    block_rows = min(total, max(GATE_BLOCK_ROWS, max(batch_sizes, default=0)))
+    gates = inputs.new_empty(n_dirs, block_rows, 4 * cell_dim)
     outputs = inputs.new_empty(n_dirs, total, out_dim)
     c = c0.clone()
     offset, previous, block_start, block_end = 0, -1, 0, 0
@@ -164,7 +168,7 @@ def _run_packed(
         for d in range(n_dirs):
             g_d, h_d = g[d], h[d]
             for cols, weight in recurrent[d]:
-                (g_d if cols == _ALL else g_d[:, cols]).addmm_(h_d, weight)
+                (g_d if cols is _ALL else g_d[:, cols]).addmm_(h_d, weight)
         m = _cell_inplace(g, c[:, :n], first.cell_clip)  # (D, n, cell)
         out = outputs[:, offset : offset + n]  # (D, n, out)
         if projection is None:
