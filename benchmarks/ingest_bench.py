@@ -119,6 +119,18 @@ def run(directory: Path, megabytes: float, n_files: int) -> dict:
     return results
 
 
+def rows(quick: bool = False) -> list[dict]:
+    """Rows for ``benchmarks.run``: the three contenders on a 10 MB (quick: 2 MB) corpus of 8 files."""
+    with tempfile.TemporaryDirectory(prefix="ingest_bench_") as tmp:
+        results = run(Path(tmp), 2.0 if quick else 10.0, 8)
+    out = []
+    for name in ("plain loop", "stages, 1 process", "ray data"):
+        out.append({"benchmark": "ingest", "contender": name, "corpus_mb": results["corpus_mb"],
+                    "lines": results["lines"], "ray_cpus": results["ray_cpus"], **results[name]})
+    out[0]["ratio_to_plain_loop"] = 1.0
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=float, default=100.0, help="corpus size in MB (default 100)")

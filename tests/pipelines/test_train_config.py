@@ -34,7 +34,7 @@ def test_dict_fields_take_tables_and_set_overrides():
         load_config(Tables, overrides=["free=3"])
 
 
-@pytest.mark.parametrize("name", ["train_tiny.toml", "train_gpu_cluster.toml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
 def test_committed_configs_load_validate_and_round_trip(name, tmp_path):
     config = load_config(TrainJobConfig, str(CONFIGS / name))
     config.validate()
