@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from pipelines.config import add_config_arguments
+from pipelines.ingest_arguments import add_ingest_arguments, ingest_flags
 
 
 def _min_max(text: str) -> tuple[int, ...]:
@@ -29,8 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--actors", type=_min_max, metavar="MIN,MAX", help="actor pool size (default 1,2)")
     p.add_argument("--cpus-per-actor", type=float, help="CPUs reserved per actor (default 1)")
     p.add_argument("--gpus-per-actor", type=float, help="GPUs per actor, fractions allowed (default 0)")
-    p.add_argument("--format", choices=["auto", "txt", "jsonl", "parquet"], help="input format (default auto)")
-    p.add_argument("--text-field", help="JSONL field / Parquet column holding the text (default text)")
+    add_ingest_arguments(p)
     add_config_arguments(p)
     p.set_defaults(handler=run)
 
@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
     flags = {"model": args.model, "inputs": tuple(args.inputs) if args.inputs else None,
              "output": args.output, "layers": args.layers, "pooling": args.pooling, "dtype": args.dtype,
              "batch_size": args.batch_size, "actors": args.actors, "cpus_per_actor": args.cpus_per_actor,
-             "gpus_per_actor": args.gpus_per_actor, "ingest.format": args.format,
-             "ingest.text_field": args.text_field}
+             "gpus_per_actor": args.gpus_per_actor, **ingest_flags(args)}
     config = load_config(EmbedJobConfig, args.config, flags, args.overrides)
     result = run_embed(config)
     if not result.embedded:

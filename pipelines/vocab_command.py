@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from pipelines.config import add_config_arguments
+from pipelines.ingest_arguments import add_ingest_arguments, ingest_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,8 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", metavar="URL", help="where vocab.txt, counts.tsv and config.toml go")
     p.add_argument("--max-size", type=int, help="vocabulary size, counting <S>, </S>, <UNK> (default: all)")
     p.add_argument("--min-count", type=int, help="drop tokens seen fewer times (default 1)")
-    p.add_argument("--format", choices=["auto", "txt", "jsonl", "parquet"], help="input format (default auto)")
-    p.add_argument("--text-field", help="JSONL field / Parquet column holding the text (default text)")
+    add_ingest_arguments(p)
     add_config_arguments(p)
     p.set_defaults(handler=run)
 
@@ -26,8 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.vocab_job import VocabConfig, build_vocab
 
     flags = {"inputs": tuple(args.inputs) if args.inputs else None, "output": args.output,
-             "max_size": args.max_size, "min_count": args.min_count,
-             "ingest.format": args.format, "ingest.text_field": args.text_field}
+             "max_size": args.max_size, "min_count": args.min_count, **ingest_flags(args)}
     config = load_config(VocabConfig, args.config, flags, args.overrides)
     result = build_vocab(config)
     stats = result.stats
