@@ -207,7 +207,7 @@ def head():
                                    start_new_session=True)  # its own process group: stopped as one
     url = f"http://127.0.0.1:{ports['dashboard-port']}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # a loaded 2-core machine took over 60 s
         while True:
             try:
                 urllib.request.urlopen(f"{url}/api/version", timeout=1).read()
