@@ -73,12 +73,12 @@ def measure_embed(model_dir: Path, corpus: Path, output: Path, actors: int) -> d
     return {"contender": "elmo embed", "actors": actors, "seconds": seconds, "rows_written": result.rows}
 
 
-def rows(quick: bool = False) -> list[dict]:
+def rows(quick: bool = False, n_sentences: int | None = None) -> list[dict]:
     """In-process, then `elmo embed` with 1 and 2 actors; ratios to in-process."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    n_sentences = 256 if quick else 1536
+    n_sentences = n_sentences or (256 if quick else 1536)
     sentences = make_sentences(n_sentences, seed=0)
     n_tokens = sum(len(s) for s in sentences)
     out = []
@@ -106,8 +106,9 @@ def rows(quick: bool = False) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sentences", type=int, help="corpus size (default 1536; quick: 256)")
     args = parser.parse_args()
-    for row in rows(args.quick):
+    for row in rows(args.quick, args.sentences):
         print(json.dumps(row))
 
 
