@@ -26,6 +26,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,10 +196,33 @@ async def _tail(client: Any, job_id: str, out: TextIO) -> None:
         out.flush()
 
 
+def _stream_logs(client: Any, job_id: str, out: TextIO) -> None:
+    """Run :func:`_tail` in a daemon thread; return when the stream ends, re-raising its error.
+
+    The main thread only waits, so Ctrl-C (and SIGTERM's handler) interrupt it at once. With the
+    event loop in the main thread, ``asyncio.run`` turns Ctrl-C into a cancellation of the log
+    stream instead, which the websocket code of Ray's SDK can delay indefinitely (seen here).
+    """
+    failure: list[BaseException] = []
+
+    def tail() -> None:
+        try:
+            asyncio.run(_tail(client, job_id, out))
+        except BaseException as exc:  # noqa: BLE001 — handed to the main thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=tail, name=f"logs-{job_id}", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if failure:
+        raise failure[0]
+
+
 def follow(client: Any, job_id: str, out: TextIO, poll_s: float = 0.5) -> Any:
     """Stream the job's logs to ``out`` until it ends; its final ``JobInfo``. Ctrl-C propagates."""
     try:
-        asyncio.run(_tail(client, job_id, out))
+        _stream_logs(client, job_id, out)
     except RuntimeError as exc:  # the log stream broke off; the job itself may be fine
         print(f"elmo submit: log stream of {job_id} ended early ({exc}); waiting for the job",
               file=sys.stderr)
