@@ -315,9 +315,13 @@ def test_failing_job_returns_its_exit_status_and_says_why(head, s3, capsys):
 def test_ctrl_c_stops_the_job_and_exits_130(head, s3):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env["RAY_AUTH_MODE"] = "disabled"
+    # SIGINT back to its default in the child: when the tests run in a background job of a
+    # non-interactive shell (`bash .ci/run &`), SIGINT is inherited as ignored and Python then
+    # installs no Ctrl-C handler, unlike in a terminal.
     process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "submit", "--address", head,
                                 "--no-working-dir", "--", "s3", "serve"],  # a job that runs until stopped
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     serving = threading.Event()
 
