@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Callable
 
 # Column order and headers for the inference rows; other groups show their keys as they come.
 INFERENCE_COLUMNS = {
@@ -61,3 +63,11 @@ def markdown(result: dict) -> str:
     if result.get("notes"):
         parts.append("Skipped: " + "; ".join(result["notes"]))
     return "\n\n".join(parts) + "\n"
+
+
+def print_rows_main(rows: Callable[[bool], list[dict]], description: str) -> None:
+    """``python -m benchmarks.<module> [--quick]`` for a row module: its rows as JSON lines."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true")
+    for row in rows(parser.parse_args().quick):
+        print(json.dumps(row))

@@ -7,14 +7,13 @@ vocabulary), Adagrad, batches of 32 sentences × 20–30 tokens.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections import Counter
 
 import torch
 
 from benchmarks.corpus import make_sentences, make_vocabulary
+from benchmarks.report import print_rows_main
 from elmo_model.batching import collate, make_windows
 from elmo_model.train_config import TrainConfig
 from elmo_model.train_loop import new_model
@@ -46,11 +45,7 @@ def rows(quick: bool = False) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    for row in rows(args.quick):
-        print(json.dumps(row))
+    print_rows_main(rows, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ shared machine, rerun before trusting a ratio.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -25,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.corpus import make_sentences, make_vocabulary
+from benchmarks.report import print_rows_main
 from benchmarks.train_bench import measure as measure_in_process
 from elmo_model.train_config import TrainConfig
 from elmo_model.vocab import Vocabulary
@@ -92,11 +92,7 @@ def rows(quick: bool = False) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    for row in rows(args.quick):
-        print(json.dumps(row))
+    print_rows_main(rows, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

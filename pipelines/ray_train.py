@@ -2,7 +2,7 @@
 
 Driver: :func:`make_trainer` (TorchTrainer + scaling, storage, failure, checkpoint and data
 configs) and :func:`fit`. Worker: :func:`world`, :func:`device`, :func:`dataset`,
-:func:`restored_checkpoint`, :func:`report`, :func:`quiet_report_logs`. Notes that matter (``/work/shared/RAY_NOTES.md``):
+:func:`restored_checkpoint`, :func:`report`, :func:`quiet_report_logs`. Notes that matter (``../shared/RAY_NOTES.md``, beside the checkout):
 
 - ``RunConfig(storage_path=...)`` takes the path *without* its scheme when a pyarrow filesystem is
   given (``bucket/prefix`` for ``s3://bucket/prefix``).
