@@ -6,7 +6,7 @@ sentences (:mod:`benchmarks.corpus`) go to a local text file. Contenders:
 
 - ``in-process``: :class:`~elmo_model.embedder.SentenceEmbedder` over the sentences in
   length-sorted batches of 64, 1 torch thread, vectors only (no Parquet);
-- ``elmo embed``: :func:`pipelines.embed_job.run_embed` with 1 and 2 actors of 1 CPU each, top
+- ``elmo embed``: :func:`pipelines.embed.job.run_embed` with 1 and 2 actors of 1 CPU each, top
   layer, float32, from text to committed Parquet, on a local Ray that this module starts once
   (Ray start-up is outside the timed region; job planning, reading, tokenising, writing and the
   commit are inside).
@@ -64,7 +64,7 @@ def measure_in_process(model_dir: Path, sentences: list[list[str]], batch_size: 
 
 def measure_embed(model_dir: Path, corpus: Path, output: Path, actors: int) -> dict:
     """One ``elmo embed`` run from text to committed Parquet with ``actors`` actors of 1 CPU."""
-    from pipelines.embed_job import EmbedJobConfig, run_embed
+    from pipelines.embed.job import EmbedJobConfig, run_embed
 
     start = time.perf_counter()
     result = run_embed(EmbedJobConfig(model=str(model_dir), inputs=(str(corpus),), output=str(output),

@@ -7,7 +7,7 @@ temporary directory, then times the same work three ways — read the file, deco
 lines, whitespace-tokenize, char-encode every token with :mod:`elmo_model.chars`:
 
 1. ``plain loop``: a single-process Python loop, ``sentence_char_ids`` per line (the baseline);
-2. ``stages, 1 process``: the pipeline's own functions (:mod:`pipelines.text_sources`,
+2. ``stages, 1 process``: the pipeline's own functions (:mod:`pipelines.ingest.text_sources`,
    :class:`pipelines.ingest.SentenceStage`) in one process, no Ray — separates what the batch
    encoding gains from what parallelism gains;
 3. ``ray data``: :func:`pipelines.ingest.read_sentences` on a local Ray, consumed by counting rows
@@ -68,8 +68,8 @@ def plain_loop(files: list[Path]) -> int:
 
 def stages_one_process(files: list[Path]) -> int:
     """The pipeline's stage functions, in this process, without Ray."""
-    from pipelines.ingest import IngestConfig, SentenceStage
-    from pipelines.text_sources import read_text_file
+    from pipelines.ingest.reader import IngestConfig, SentenceStage
+    from pipelines.ingest.text_sources import read_text_file
 
     stage, fs, n = SentenceStage(IngestConfig()), pyarrow.fs.LocalFileSystem(), 0
     for path in files:
@@ -80,7 +80,7 @@ def stages_one_process(files: list[Path]) -> int:
 
 def ray_pipeline(directory: Path) -> int:
     """The Ray Data pipeline over ``directory`` (or one file), rows counted in the workers."""
-    from pipelines.ingest import read_sentences
+    from pipelines.ingest.reader import read_sentences
     from pipelines.ray_support import clean_errors
 
     counts = read_sentences(str(directory)).map_batches(

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.train_ray_bench [--quick]``. The same work as :mod:`benchmarks.train_bench`
 (Zipfian sentences over a 30 k vocabulary, sampled softmax with 8192 negatives, Adagrad, batches
-of 32 windows per worker): ``elmo train``'s job (:func:`pipelines.train_job.run_training`) on a
+of 32 windows per worker): ``elmo train``'s job (:func:`pipelines.train.job.run_training`) on a
 local Ray, storage and output in a temporary directory. Tokens are training targets per direction
 of all workers, taken from the job's own metrics log; the first logged interval (start-up, first
 batches) and everything before the workers start (Ray Data preparation) are left out.
@@ -42,7 +42,7 @@ def _write_inputs(directory: Path, n_sentences: int, seed: int = 0) -> tuple[str
 def measure_ray(preset: str, steps: int, workers: int, cpus_per_worker: float, batch_size: int = 32,
                 log_every: int = 5) -> dict:
     """One `elmo train` run; tokens/s over every logged interval but the first."""
-    from pipelines.train_job import TrainJobConfig, run_training
+    from pipelines.train.job import TrainJobConfig, run_training
 
     with tempfile.TemporaryDirectory(prefix="elmo-train-bench-") as tmp:
         corpus, vocab = _write_inputs(Path(tmp), batch_size * workers * (steps + 2))

@@ -1,40 +1,33 @@
 """The ``elmo`` command.
 
-Each subcommand lives in its own module with a ``register(subparsers)`` function that adds its
-parser and sets ``handler``; modules import their heavy dependencies (Ray, pyarrow) inside the
-handler, so ``elmo dump`` and ``elmo --help`` need no Ray.
+Each subcommand lives in its own module under :mod:`pipelines.commands`, with a
+``register(subparsers)`` function that adds its parser and sets ``handler``; the modules import
+their heavy dependencies (Ray, pyarrow) inside the handler, so ``elmo dump`` and ``elmo --help``
+need no Ray.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from elmo_model.errors import ElmoError
 
-# Modules defining ``register(subparsers)``, in the order ``elmo --help`` lists them.
-SUBCOMMAND_MODULES = [
-    "pipelines.dump_command",
-    "pipelines.vocab_command",
-    "pipelines.train_command",
-    "pipelines.embed_command",
-    "pipelines.neighbors_command",
-    "pipelines.eval_command",
-    "pipelines.submit_command",
-    "pipelines.s3_command",
-    "pipelines.demo_command",
-]
+from pipelines.commands import demo, dump, embed, neighbors, s3, submit, train, vocab
+from pipelines.commands import eval as eval_command
+
+# In the order ``elmo --help`` lists them.
+SUBCOMMANDS = [dump, vocab, train, embed, neighbors, eval_command, submit, s3, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elmo", description="ELMo embeddings: train, embed, serve on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for command in SUBCOMMANDS:
+        command.register(sub)
     return parser
 
 

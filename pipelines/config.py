@@ -136,7 +136,7 @@ def load_config(cls: type[T], path: str | None = None, flags: Mapping[str, Any] 
     """Defaults ← TOML file at ``path`` (a path or URL) ← ``flags`` (dotted keys) ← ``--set`` overrides."""
     data: dict = {}
     if path:
-        from pipelines.storage import read_text
+        from pipelines.io.storage import read_text
 
         try:
             data = tomllib.loads(read_text(path, storage_options))
@@ -156,7 +156,7 @@ def load_config(cls: type[T], path: str | None = None, flags: Mapping[str, Any] 
 
 def write_config(config: Any, url: str, storage_options: Any = None) -> None:
     """Write the resolved ``config`` as TOML to ``url`` (staged, then moved into place)."""
-    from pipelines.storage import write_text
+    from pipelines.io.storage import write_text
 
     write_text(url, to_toml(config), storage_options)
 

@@ -70,7 +70,7 @@ def embedded_services() -> Iterator[object]:
     """Embedded S3 (environment pointed at it, so Ray workers inherit it) and a local Ray."""
     import ray
 
-    from pipelines.local_s3 import LocalS3
+    from pipelines.io.local_s3 import LocalS3
 
     saved = dict(os.environ)
     with LocalS3(buckets=[BUCKET]) as s3:
@@ -86,7 +86,7 @@ def embedded_services() -> Iterator[object]:
 
 def upload_corpus(config: DemoConfig) -> dict[str, str]:
     """Train / valid / embed splits of the demo corpus into the bucket; returns their URLs."""
-    from pipelines.storage import write_text
+    from pipelines.io.storage import write_text
 
     lines = _sentences()
     train = lines[: config.train_sentences]
@@ -103,9 +103,9 @@ def upload_corpus(config: DemoConfig) -> dict[str, str]:
 
 def run_demo(config: DemoConfig) -> dict[str, float]:
     """The six steps; returns the polysemy scores (for tests)."""
-    from pipelines.embed_job import EmbedJobConfig, run_embed
-    from pipelines.storage import download_dir
-    from pipelines.train_job import TrainJobConfig, run_training
+    from pipelines.embed.job import EmbedJobConfig, run_embed
+    from pipelines.io.storage import download_dir
+    from pipelines.train.job import TrainJobConfig, run_training
     from pipelines.vocab_job import VocabConfig, build_vocab
 
     began = _step(1, "starting an embedded S3 (moto, 127.0.0.1) and a local Ray (2 CPUs)")
@@ -150,7 +150,7 @@ def _corpus_occurrences(config: DemoConfig, layer: str):
     import pyarrow.parquet as pq
 
     from elmo_model.neighbors import Occurrence
-    from pipelines.storage import resolve
+    from pipelines.io.storage import resolve
 
     loc = resolve(f"s3://{BUCKET}/vectors")
     table = pq.read_table(loc.path, filesystem=loc.arrow_fs, columns=["tokens", layer])
@@ -166,7 +166,7 @@ def show_neighbours(config: DemoConfig, layer: str = "layer_2") -> dict[str, flo
     """Print each labelled example's nearest occurrences; return within/across-sense similarity."""
     from elmo_model.embedder import SentenceEmbedder
     from elmo_model.neighbors import nearest, occurrences
-    from pipelines.embed_actor import load_model_dir
+    from pipelines.embed.actor import load_model_dir
 
     embedder = SentenceEmbedder(load_model_dir(f"s3://{BUCKET}/model"))
     corpus = _corpus_occurrences(config, layer)

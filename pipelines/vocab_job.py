@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 from elmo_model.errors import ElmoError
 from elmo_model.vocab import Vocabulary
 from pipelines.config import write_config
-from pipelines.ingest import IngestConfig, InputPlan, plan_inputs, read_records
-from pipelines.sentences import SPLITTERS, TOKENIZERS, resolve_fn, sentence_table
-from pipelines.storage import StorageOptions, check_output, resolve, write_text
+from pipelines.ingest.reader import IngestConfig, InputPlan, plan_inputs, read_records
+from pipelines.ingest.sentences import SPLITTERS, TOKENIZERS, resolve_fn, sentence_table
+from pipelines.io.storage import StorageOptions, check_output, resolve, write_text
 
 STAT_NAMES = ("records", "invalid_utf8", "sentences", "tokens")
 

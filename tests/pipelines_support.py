@@ -7,7 +7,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 
-from pipelines.local_s3 import LocalS3
+from pipelines.io.local_s3 import LocalS3
 
 # AWS settings that could leak in from the machine and change what the tests see.
 _AWS_VARS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL_S3",

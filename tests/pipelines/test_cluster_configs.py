@@ -306,7 +306,7 @@ def test_training_config_in_the_configmap_is_a_valid_train_config():
     if "train" not in SUBCOMMANDS:
         pytest.xfail("elmo train does not exist yet: its config cannot be checked")
     from pipelines.config import from_dict
-    from pipelines.train_job import TrainJobConfig
+    from pipelines.train.job import TrainJobConfig
 
     [config_map] = [m for s, m, _ in _by_kind("ConfigMap") if s == "rayjob-train.yaml"]
     config = from_dict(TrainJobConfig, tomllib.loads(config_map["data"]["train.toml"]))

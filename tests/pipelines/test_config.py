@@ -8,7 +8,7 @@ import pytest
 
 from elmo_model.errors import ElmoError
 from pipelines.config import add_config_arguments, apply_override, load_config, parse_value, to_toml, write_config
-from pipelines.ingest import IngestConfig
+from pipelines.ingest.reader import IngestConfig
 from pipelines.vocab_job import VocabConfig
 
 

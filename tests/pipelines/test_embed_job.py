@@ -12,8 +12,8 @@ import pytest
 from elmo_model.embedder import SentenceEmbedder
 from elmo_model.errors import ElmoError
 from elmo_model.weights import load_bilm
-from pipelines.embed_job import EmbedJobConfig, run_embed
-from pipelines.storage import resolve
+from pipelines.embed.job import EmbedJobConfig, run_embed
+from pipelines.io.storage import resolve
 
 from pipelines_support import local_ray, local_s3_env
 from support import run_elmo

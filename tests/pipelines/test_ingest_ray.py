@@ -16,10 +16,11 @@ from pipelines_support import line_records, local_ray, local_s3_env, token_count
 from elmo_model.elmo import batch_to_ids
 from elmo_model.errors import ElmoError
 from elmo_model.vocab import Vocabulary
-from pipelines import cli, storage
-from pipelines.ingest import IngestConfig, plan_inputs, read_records, read_sentences
+from pipelines import cli
+from pipelines.io import storage
+from pipelines.ingest.reader import IngestConfig, plan_inputs, read_records, read_sentences
 from pipelines.ray_support import clean_errors
-from pipelines.sentences import pad_char_ids, pad_token_ids
+from pipelines.ingest.sentences import pad_char_ids, pad_token_ids
 from pipelines.vocab_job import VocabConfig, build_vocab
 
 pytestmark = pytest.mark.ray

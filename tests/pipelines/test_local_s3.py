@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from elmo_model.errors import ElmoError
-from pipelines.local_s3 import LocalS3
+from pipelines.io.local_s3 import LocalS3
 
 
 def _client(endpoint: str):

@@ -1,4 +1,4 @@
-"""pipelines.sentences: records → sentences → char ids / token ids, checked against the model core."""
+"""pipelines.ingest.sentences: records → sentences → char ids / token ids, checked against the model core."""
 
 import numpy as np
 import pyarrow as pa
@@ -7,8 +7,8 @@ import pytest
 from elmo_model.elmo import batch_to_ids
 from elmo_model.errors import ElmoError
 from elmo_model.vocab import Vocabulary
-from pipelines import sentences as st
-from pipelines.text_sources import RECORD_SCHEMA
+from pipelines.ingest import sentences as st
+from pipelines.ingest.text_sources import RECORD_SCHEMA
 
 TRICKY = [["Hello", "wörld", "!"], ["日本語", "x" * 70, "<S>", "</S>"], ["a"], ["ünïcödé" * 9, "🙂"]]
 

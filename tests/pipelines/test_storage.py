@@ -1,4 +1,4 @@
-"""pipelines.storage against a real HTTP S3 endpoint (moto server on 127.0.0.1) and local files."""
+"""pipelines.io.storage against a real HTTP S3 endpoint (moto server on 127.0.0.1) and local files."""
 
 import os
 
@@ -7,8 +7,8 @@ import pytest
 from pipelines_support import local_s3_env, patched_env
 
 from elmo_model.errors import ElmoError
-from pipelines import storage
-from pipelines.s3_settings import StorageOptions, resolve_s3
+from pipelines.io import storage
+from pipelines.io.s3_settings import StorageOptions, resolve_s3
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,8 @@ import pytest
 from pipelines_support import local_s3_env, patched_env
 
 from elmo_model.errors import ElmoError
-from pipelines import cli, storage, submit
+from pipelines import cli, submit
+from pipelines.io import storage
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

@@ -1,4 +1,4 @@
-"""pipelines.text_sources: one file → record tables, with exact provenance and clear errors."""
+"""pipelines.ingest.text_sources: one file → record tables, with exact provenance and clear errors."""
 
 import gzip
 import json
@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from elmo_model.errors import ElmoError
-from pipelines import text_sources
-from pipelines.text_sources import detect_format, read_jsonl_file, read_parquet_file, read_text_file
+from pipelines.ingest import text_sources
+from pipelines.ingest.text_sources import detect_format, read_jsonl_file, read_parquet_file, read_text_file
 
 FS = pyarrow.fs.LocalFileSystem()
 

@@ -13,7 +13,7 @@ import pytest
 from pipelines_support import local_s3_env
 from support import run_elmo
 
-from pipelines import storage
+from pipelines.io import storage
 
 pytestmark = pytest.mark.ray
 

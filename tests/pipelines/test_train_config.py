@@ -14,7 +14,7 @@ from elmo_model.train_loop import new_model
 from elmo_model.vocab import Vocabulary
 from pipelines import cli
 from pipelines.config import load_config, write_config
-from pipelines.train_job import TrainJobConfig
+from pipelines.train.job import TrainJobConfig
 
 CONFIGS = Path(__file__).parents[2] / "pipelines" / "configs"
 
@@ -104,7 +104,7 @@ def test_rerun_with_other_settings_is_refused(files, capsys):
             "--name", "r1"]
     config = load_config(TrainJobConfig, overrides=[f"train={json.dumps(str(files / 'corpus.txt'))}",
                                                     f"vocab={json.dumps(str(files / 'vocab.txt'))}"])
-    from pipelines.train_job import parse_vocab, resume_key
+    from pipelines.train.job import parse_vocab, resume_key
 
     key = resume_key(config, parse_vocab(str(files / "vocab.txt"), None))
     checkpoint = files / "out" / "checkpoints" / "r1" / "checkpoint_000000004"

@@ -8,7 +8,7 @@ import pytest
 
 from elmo_model.batching import sentence_windows
 from elmo_model.errors import ElmoError
-from pipelines.train_data import (POOL_BATCHES, BatchPlan, global_batches, rank_batches, rank_eval_batches,
+from pipelines.train.data import (POOL_BATCHES, BatchPlan, global_batches, rank_batches, rank_eval_batches,
                                   window_table)
 
 

@@ -19,8 +19,8 @@ from elmo_model.errors import ElmoError
 from elmo_model.export import load_pretrained_lm
 from elmo_model.train_config import TrainConfig
 from elmo_model.vocab import Vocabulary
-from pipelines import storage
-from pipelines.train_job import FaultInjection, TrainJobConfig, run_training
+from pipelines.io import storage
+from pipelines.train.job import FaultInjection, TrainJobConfig, run_training
 
 pytestmark = pytest.mark.ray
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 from pipelines_support import local_s3_env
 
-from pipelines import storage
+from pipelines.io import storage
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""``elmo s3 serve``: run the embedded S3 endpoint (:mod:`pipelines.local_s3`) until stopped."""
+"""``elmo s3 serve``: run the embedded S3 endpoint (:mod:`pipelines.io.local_s3`) until stopped."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from pipelines.local_s3 import LocalS3
+    from pipelines.io.local_s3 import LocalS3
 
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

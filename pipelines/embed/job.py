@@ -2,7 +2,7 @@
 
     inputs (listed, fingerprinted) → manifest says which are new/changed → Ray Data reads them →
     EmbedActor pool (model loaded once per actor) → Parquet under <output>/_staging/<run>/ →
-    commit (pipelines.manifest): files moved into <output>/<input key>/, _manifest.json updated.
+    commit (pipelines.embed.manifest): files moved into <output>/<input key>/, _manifest.json updated.
 
 A rerun with nothing new does nothing; a crash before the commit leaves the visible output as it
 was (the next run removes the stale staging); a changed input's old files are replaced.
@@ -23,11 +23,11 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from elmo_model.errors import ElmoError
-from pipelines import manifest
-from pipelines.embed_output import OutputSpec
-from pipelines.ingest import IngestConfig, InputFile, InputPlan
-from pipelines.storage import FileEntry, Location, StorageOptions, check_output, list_files, resolve
-from pipelines.text_sources import detect_format
+from pipelines.embed import manifest
+from pipelines.embed.output import OutputSpec
+from pipelines.ingest.reader import IngestConfig, InputFile, InputPlan
+from pipelines.io.storage import FileEntry, Location, StorageOptions, check_output, list_files, resolve
+from pipelines.ingest.text_sources import detect_format
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _add_output_key(batch: pa.Table) -> pa.Table:
 def check_model(config: EmbedJobConfig, options: StorageOptions | None) -> str:
     """Load the model once on the driver (bad files fail here, before any output) → its hash."""
     from elmo_model.weights import load_bilm
-    from pipelines.model_files import fetch_model_dir, model_hash
+    from pipelines.io.model_store import fetch_model_dir, model_hash
 
     local = fetch_model_dir(config.model, options)
     bilm = load_bilm(local / "options.json", local / "weights.hdf5")
@@ -144,8 +144,8 @@ def _embed_to_staging(config: EmbedJobConfig, plan: InputPlan, staging: Location
                       options: StorageOptions | None) -> None:
     import ray.data
 
-    from pipelines.embed_actor import EmbedActor
-    from pipelines.ingest import read_sentences
+    from pipelines.embed.actor import EmbedActor
+    from pipelines.ingest.reader import read_sentences
     from pipelines.ray_support import clean_errors, ensure_ray
 
     ensure_ray()

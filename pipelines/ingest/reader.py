@@ -10,7 +10,7 @@ chunks, so parallelism is over files and provenance (``source``, ``line``) is ex
 Sentence rows: ``source`` string, ``line`` int64, ``doc_id`` string|null, ``sentence_index``
 int32, ``text`` string, ``tokens`` list<string>, ``n_tokens`` int32, ``char_ids``
 list<fixed_size_list<int16, 50>> (no ``<S>``/``</S>`` added), and with a vocabulary ``token_ids``
-list<int32>. :func:`pipelines.sentences.pad_char_ids` turns a batch's ``char_ids`` into the
+list<int32>. :func:`pipelines.ingest.sentences.pad_char_ids` turns a batch's ``char_ids`` into the
 ``batch_to_ids`` array. Consume inside :func:`pipelines.ray_support.clean_errors` so that errors
 raised in workers (corrupt gzip, invalid UTF-8 under ``fail``) arrive as one :class:`ElmoError`.
 """
@@ -27,9 +27,9 @@ import pyarrow as pa
 from elmo_model.chars import MAX_CHARS
 from elmo_model.errors import ElmoError
 from elmo_model.vocab import Vocabulary
-from pipelines import sentences as stages
-from pipelines import text_sources
-from pipelines.storage import StorageOptions, list_files, resolve
+from pipelines.ingest import sentences as stages
+from pipelines.ingest import text_sources
+from pipelines.io.storage import StorageOptions, list_files, resolve
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _as_plan(inputs: InputPlan | str | Sequence[str], config: IngestConfig, opti
 
 def read_records(inputs: InputPlan | str | Sequence[str], config: IngestConfig = IngestConfig(),
                  options: StorageOptions | None = None) -> Any:
-    """A ``ray.data.Dataset`` of records (see :mod:`pipelines.text_sources`), one task per file."""
+    """A ``ray.data.Dataset`` of records (see :mod:`pipelines.ingest.text_sources`), one task per file."""
     import ray.data
 
     from pipelines.ray_support import keep_user_errors

@@ -1,12 +1,12 @@
-"""``elmo embed``: the command line of :mod:`pipelines.embed_job` (heavy imports inside the handler)."""
+"""``elmo embed``: the command line of :mod:`pipelines.embed.job` (heavy imports inside the handler)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from pipelines.commands.ingest_flags import add_ingest_arguments, ingest_flags
 from pipelines.config import add_config_arguments
-from pipelines.ingest_arguments import add_ingest_arguments, ingest_flags
 
 
 def _min_max(text: str) -> tuple[int, ...]:
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pipelines.config import load_config
-    from pipelines.embed_job import EmbedJobConfig, run_embed
+    from pipelines.embed.job import EmbedJobConfig, run_embed
 
     flags = {"model": args.model, "inputs": tuple(args.inputs) if args.inputs else None,
              "output": args.output, "layers": args.layers, "pooling": args.pooling, "dtype": args.dtype,

@@ -79,7 +79,7 @@ def prepare_windows(inputs: Any, ingest: Any, max_tokens: int, seed: int, shuffl
     ``shuffle``: ordered by the seeded provenance hash (training); otherwise in corpus order
     (validation). Either order is the same in every run.
     """
-    from pipelines.ingest import read_sentences
+    from pipelines.ingest.reader import read_sentences
 
     sentences = read_sentences(inputs, ingest, options=options, char_ids=False)
     sentences.context.execution_options.preserve_order = True

@@ -1,8 +1,8 @@
 """``elmo train``: the biLM trained data-parallel with Ray Train, checkpoints in object storage.
 
     check inputs, output, storage, vocabulary, fine-tuning model, earlier run (driver, no Ray)
-    → Ray Data: sentences → windows, materialized once (pipelines.train_data)
-    → TorchTrainer: DDP workers (pipelines.train_worker), checkpoints under <storage>/<name>/
+    → Ray Data: sentences → windows, materialized once (pipelines.train.data)
+    → TorchTrainer: DDP workers (pipelines.train.worker), checkpoints under <storage>/<name>/
     → the final checkpoint's export is published to <output>: metrics, vocab.txt, weights.hdf5,
       options.json last (each file staged, then moved into place)
 
@@ -27,9 +27,9 @@ from elmo_model.export import OPTIONS_FILE, VOCAB_FILE, WEIGHTS_FILE, load_pretr
 from elmo_model.train_config import TrainConfig
 from elmo_model.vocab import Vocabulary
 from pipelines.config import to_dict, write_config
-from pipelines.ingest import IngestConfig, InputPlan, plan_inputs
-from pipelines.storage import Location, StorageOptions, check_output, exists, read_bytes, resolve, write_bytes
-from pipelines.train_metrics import CSV_FILE, JSON_FILE, PLOT_FILE
+from pipelines.ingest.reader import IngestConfig, InputPlan, plan_inputs
+from pipelines.io.storage import Location, StorageOptions, check_output, exists, read_bytes, resolve, write_bytes
+from pipelines.train.metrics import CSV_FILE, JSON_FILE, PLOT_FILE
 
 log = logging.getLogger(__name__)
 PUBLISH_ORDER = [CSV_FILE, JSON_FILE, PLOT_FILE, VOCAB_FILE, WEIGHTS_FILE, OPTIONS_FILE]  # options.json last
@@ -166,7 +166,7 @@ def latest_checkpoint_meta(store: Location, name: str) -> dict[str, Any] | None:
 
 def check_existing_run(config: TrainJobConfig, store: Location, key: dict[str, Any]) -> int | None:
     """The step an earlier run of this name reached (it will be continued), after checking it fits."""
-    from pipelines.train_worker import check_resume_key
+    from pipelines.train.worker import check_resume_key
 
     meta = latest_checkpoint_meta(store, config.name)
     if meta is None:
@@ -189,7 +189,7 @@ def publish_outputs(export_dir: Path, out: Location, options: StorageOptions | N
 def prepare_datasets(config: TrainJobConfig, plan: InputPlan, valid_plan: InputPlan | None,
                      options: StorageOptions | None) -> tuple[dict[str, Any], int]:
     """The materialized window datasets (``train``, maybe ``valid``) and the training window count."""
-    from pipelines.train_data import prepare_windows
+    from pipelines.train.data import prepare_windows
 
     t = config.training
     train, n_windows = prepare_windows(plan, config.ingest, t.max_tokens, t.seed, shuffle=True, options=options)
@@ -237,9 +237,9 @@ def _train_on_ray(config: TrainJobConfig, vocab: Vocabulary, plan: InputPlan, va
                   options: StorageOptions | None) -> TrainResult:
     import ray
 
-    from pipelines import ray_train
+    from pipelines.train import ray_train
     from pipelines.ray_support import clean_errors, ensure_ray
-    from pipelines.train_worker import EXPORT_DIR, train_loop_per_worker
+    from pipelines.train.worker import EXPORT_DIR, train_loop_per_worker
 
     ensure_ray()
     with clean_errors():

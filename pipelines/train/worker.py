@@ -1,8 +1,8 @@
 """The per-worker training loop that Ray Train runs: DDP over :class:`elmo_model.trainer.LmTrainer`.
 
 Each worker receives one plain dict (:func:`train_loop_per_worker`'s ``spec``, built by
-:mod:`pipelines.train_job`), reads the whole training dataset and trains its share of every
-global step (:mod:`pipelines.train_data`). Per step the workers sum their target counts
+:mod:`pipelines.train.job`), reads the whole training dataset and trains its share of every
+global step (:mod:`pipelines.train.data`). Per step the workers sum their target counts
 (``all_reduce``) so that ``loss_scale = W · n_local / n_global`` makes DDP's averaged gradient the
 gradient of the mean loss over all targets of the step — exactly what one worker with all the
 windows would compute. Rank 0 writes checkpoints (model, optimizer, step, data position, metrics
@@ -30,9 +30,9 @@ from elmo_model.train_config import TrainConfig
 from elmo_model.train_loop import new_model
 from elmo_model.trainer import LmTrainer
 from elmo_model.vocab import Vocabulary
-from pipelines import ray_train
-from pipelines.train_data import BatchPlan, rank_batches, rank_eval_batches
-from pipelines.train_metrics import CSV_FILE, JSON_FILE, PLOT_FILE, MetricsLog, perplexities, progress_line
+from pipelines.train import ray_train
+from pipelines.train.data import BatchPlan, rank_batches, rank_eval_batches
+from pipelines.train.metrics import CSV_FILE, JSON_FILE, PLOT_FILE, MetricsLog, perplexities, progress_line
 
 log = logging.getLogger(__name__)  # Ray Train sends worker logs (root logger, INFO) to the driver's console
 CHECKPOINT_FILE, META_FILE, EXPORT_DIR = "checkpoint.pt", "meta.json", "export"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from elmo_model.errors import ElmoError
 from elmo_model.export import OPTIONS_FILE, WEIGHTS_FILE
-from pipelines.storage import StorageOptions, exists, read_bytes, resolve
+from pipelines.io.storage import StorageOptions, exists, read_bytes, resolve
 
 CACHE = Path(os.environ.get("ELMO_MODEL_CACHE", Path(tempfile.gettempdir()) / "elmo-ray-models"))
 

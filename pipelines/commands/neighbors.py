@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def corpus_sentences(urls: list[str], word: str, limit: int) -> list[list[str]]:
     """Sentences of the corpus files that contain ``word`` (case-insensitive), at most ``limit``."""
-    from pipelines.storage import list_files, read_text
+    from pipelines.io.storage import list_files, read_text
 
     found: list[list[str]] = []
     target = word.lower()
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from elmo_model.embedder import SentenceEmbedder
     from elmo_model.errors import ElmoError
     from elmo_model.neighbors import nearest, occurrences
-    from pipelines.embed_actor import load_model_dir
+    from pipelines.embed.actor import load_model_dir
 
     embedder = SentenceEmbedder(load_model_dir(args.model))
     candidates = occurrences(embedder, corpus_sentences(args.corpus, args.word, args.max_sentences),

@@ -2,7 +2,7 @@
 
 ``resolve("s3://bucket/prefix")`` → a :class:`Location` holding the fsspec filesystem, the
 pyarrow filesystem and the scheme-less path both of them take. ``s3://`` goes through s3fs and
-pyarrow's S3 (endpoint, region and credentials from :mod:`pipelines.s3_settings`), ``gs://``
+pyarrow's S3 (endpoint, region and credentials from :mod:`pipelines.io.s3_settings`), ``gs://``
 through gcsfs (the ``gcs`` extra), plain paths and ``file://`` through the local filesystem.
 
 Also the small file operations the jobs need — list with fingerprints, read and write small
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from elmo_model.errors import ElmoError
-from pipelines.s3_settings import StorageOptions, resolve_s3
+from pipelines.io.s3_settings import StorageOptions, resolve_s3
 
 __all__ = ["FileEntry", "Location", "StorageOptions", "resolve", "list_files", "read_bytes", "read_text",
            "write_bytes", "write_text", "check_output", "staging_url", "publish", "exists", "upload_dir", "download_dir"]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.storage import Location
+from pipelines.io.storage import Location
 
 
 def make_trainer(train_fn: Callable[[dict], None], loop_config: dict, datasets: dict[str, Any], *, name: str,

@@ -1,4 +1,4 @@
-"""``elmo train``: the command line of :mod:`pipelines.train_job` (heavy imports inside the handler)."""
+"""``elmo train``: the command line of :mod:`pipelines.train.job` (heavy imports inside the handler)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pipelines.config import load_config
-    from pipelines.train_job import TrainJobConfig, run_training
+    from pipelines.train.job import TrainJobConfig, run_training
 
     flags = {"name": args.name, "train": tuple(args.train) if args.train else None,
              "valid": tuple(args.valid) if args.valid else None, "vocab": args.vocab, "output": args.output,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipelines.probe_command import register_probe
+from pipelines.commands.probe import register_probe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,8 @@ def load_lm(model_url: str):
     from elmo_model.export import VOCAB_FILE, load_pretrained_lm
     from elmo_model.vocab import Vocabulary
     from elmo_model.weights import load_weights
-    from pipelines.model_files import fetch_model_dir
-    from pipelines.storage import read_bytes, resolve
+    from pipelines.io.model_store import fetch_model_dir
+    from pipelines.io.storage import read_bytes, resolve
 
     local = fetch_model_dir(model_url)
     vocab_url = resolve(model_url).join(VOCAB_FILE).url
@@ -47,7 +47,7 @@ def load_lm(model_url: str):
 
 def run_perplexity(args: argparse.Namespace) -> int:
     from elmo_model.perplexity import perplexity
-    from pipelines.storage import list_files, read_text
+    from pipelines.io.storage import list_files, read_text
 
     lm, vocab = load_lm(args.model)
     sentences = [line.split() for url in args.input for entry in list_files(url)

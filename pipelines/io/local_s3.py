@@ -2,7 +2,7 @@
 
 ``with LocalS3(buckets=["corpus"]) as s3:`` serves a real HTTP S3 API on 127.0.0.1 (a free port
 unless one is given) from a thread of this process; ``s3.env()`` holds the variables a client —
-s3fs, pyarrow (through :mod:`pipelines.storage`), the ``elmo`` CLI, Ray workers — needs to reach
+s3fs, pyarrow (through :mod:`pipelines.io.storage`), the ``elmo`` CLI, Ray workers — needs to reach
 it. Needs the ``local-s3`` extra.
 
 Data lives in memory. moto keeps one store per process, so servers running at the same time in
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from elmo_model.errors import ElmoError
-from pipelines.s3_settings import StorageOptions
+from pipelines.io.s3_settings import StorageOptions
 
 # moto accepts any keys; these only have to be present so that clients sign their requests.
 DUMMY_KEY = "testing"

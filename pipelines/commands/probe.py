@@ -69,7 +69,7 @@ def sample_indices(n: int, limit: int, seed: int) -> list[int]:
 def read_tagged(data_url: str, split: str, tags: str, limit: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
     """Sentences and their tags from ``<split>.txt`` and ``<split>.<tags>`` (parallel lines)."""
     from elmo_model.errors import ElmoError
-    from pipelines.storage import read_text, resolve
+    from pipelines.io.storage import read_text, resolve
 
     base = resolve(data_url)
     text_url, tags_url = base.join(f"{split}.txt").url, base.join(f"{split}.{tags}").url
@@ -109,7 +109,7 @@ def read_sense_examples(url: str, max_lemmas: int, seed: int, min_examples: int 
     lemmas drawn at random (0: all)."""
     from elmo_model.errors import ElmoError
     from elmo_model.probes import keep_polysemous
-    from pipelines.storage import read_text
+    from pipelines.io.storage import read_text
 
     lines = [line for line in read_text(url).split("\n") if line.strip()]
     if not lines or lines[0].split("\t") != WORDNET_COLUMNS:
@@ -145,7 +145,7 @@ def _embedder(args: argparse.Namespace):
     import torch
 
     from elmo_model.embedder import SentenceEmbedder
-    from pipelines.embed_actor import load_model_dir
+    from pipelines.embed.actor import load_model_dir
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -235,7 +235,7 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def _finish(results: dict[str, Any], output: str | None) -> int:
-    from pipelines.storage import write_text
+    from pipelines.io.storage import write_text
 
     print(markdown_table(results))
     if output:

@@ -17,9 +17,9 @@ import torch
 
 from elmo_model.embedder import SentenceEmbedder
 from elmo_model.weights import load_bilm
-from pipelines.embed_output import OutputSpec, vectors_column
-from pipelines.model_files import fetch_model_dir
-from pipelines.storage import StorageOptions
+from pipelines.embed.output import OutputSpec, vectors_column
+from pipelines.io.model_store import fetch_model_dir
+from pipelines.io.storage import StorageOptions
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Iterable
 
-from pipelines.storage import FileEntry, Location, remove_tree
+from pipelines.io.storage import FileEntry, Location, remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def plan(inputs: Iterable[FileEntry], manifest: dict[str, InputRecord], settings
 
 
 def _write_json(output: Location, relative: str, payload: dict) -> None:
-    from pipelines.storage import write_bytes  # staged write, then move: never a torn file
+    from pipelines.io.storage import write_bytes  # staged write, then move: never a torn file
 
     write_bytes(output.join(relative).url, json.dumps(payload, indent=1, sort_keys=True).encode())
 

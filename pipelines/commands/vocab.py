@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipelines.commands.ingest_flags import add_ingest_arguments, ingest_flags
 from pipelines.config import add_config_arguments
-from pipelines.ingest_arguments import add_ingest_arguments, ingest_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
