@@ -8,25 +8,12 @@ import torch
 
 from elmo_model.bilm import BiLm
 from elmo_model.options import ElmoOptions
-
-_PUBLISHED_FILTERS = ((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024))
+from elmo_model.train_config import MODEL_PRESETS
 
 SHAPES: dict[str, ElmoOptions] = {
-    # tests/fixtures/elmo_tiny/options.json
-    "fixture": ElmoOptions(
-        filters=((1, 4), (2, 8), (3, 16), (4, 32), (5, 64)), char_embedding_dim=4, n_highway=2,
-        lstm_dim=64, projection_dim=16, n_layers=2, cell_clip=3.0, proj_clip=3.0,
-        use_skip_connections=True,
-    ),
-    "small": ElmoOptions(
-        filters=_PUBLISHED_FILTERS, char_embedding_dim=16, n_highway=1, lstm_dim=1024,
-        projection_dim=128, n_layers=2, cell_clip=3.0, proj_clip=3.0, use_skip_connections=True,
-    ),
-    # The published "original" ELMo (5.5B / 93.6M parameters model).
-    "original": ElmoOptions(
-        filters=_PUBLISHED_FILTERS, char_embedding_dim=16, n_highway=2, lstm_dim=4096,
-        projection_dim=512, n_layers=2, cell_clip=3.0, proj_clip=3.0, use_skip_connections=True,
-    ),
+    "fixture": ElmoOptions(**MODEL_PRESETS["tiny"]),  # tests/fixtures/elmo_tiny/options.json
+    "small": ElmoOptions(**MODEL_PRESETS["small"]),
+    "original": ElmoOptions(**MODEL_PRESETS["original"]),  # the published 5.5B-token ELMo (93.6M parameters)
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from elmo_model.errors import ElmoError
-from elmo_model.files import write_atomically
+from elmo_model.local_files import write_atomically
 
 FORMAT = "elmo-ray-checkpoint/1"
 

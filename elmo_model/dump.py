@@ -19,15 +19,20 @@ from tqdm import tqdm
 
 from elmo_model.embedder import SentenceEmbedder
 from elmo_model.errors import ElmoError
-from elmo_model.files import PathOrUrl, read_bytes
+from elmo_model.bilm import BiLm
+from elmo_model.local_files import LocalPath, read_bytes
 from elmo_model.weights import load_bilm
 
 MODES = ("all", "top", "average")
 
 
-def read_sentences(input_file: PathOrUrl) -> list[str]:
-    """Lines of ``input_file``; invalid UTF-8 or an empty line raises an error naming the line."""
-    raw = read_bytes(input_file, "input file")
+def read_sentences(input_file: LocalPath) -> list[str]:
+    """Lines of the local ``input_file``; invalid UTF-8 or an empty line raises an error naming the line."""
+    return parse_sentences(read_bytes(input_file, "input file"), str(input_file))
+
+
+def parse_sentences(raw: bytes, input_file: str) -> list[str]:
+    """:func:`read_sentences` on the file's bytes (``input_file`` names it in errors)."""
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -59,10 +64,10 @@ def _batches(items: list[str], size: int) -> Iterator[list[str]]:
 
 
 def dump_embeddings(
-    input_file: PathOrUrl,
-    output_file: str | os.PathLike,
-    options_file: PathOrUrl,
-    weight_file: PathOrUrl,
+    input_file: LocalPath,
+    output_file: LocalPath,
+    options_file: LocalPath,
+    weight_file: LocalPath,
     mode: str = "all",
     batch_size: int = 64,
     device: str = "cpu",
@@ -73,12 +78,32 @@ def dump_embeddings(
 
     The output appears only when complete (written to a temporary name, then renamed).
     """
+    _check(mode, batch_size)
+    sentences = read_sentences(input_file)
+    return write_embeddings(sentences, output_file, load_bilm(options_file, weight_file), mode, batch_size, device,
+                            stateful, progress)
+
+
+def _check(mode: str, batch_size: int) -> None:
     if mode not in MODES:
         raise ElmoError(f"mode must be one of {MODES}, got {mode!r}")
     if batch_size < 1:
         raise ElmoError(f"batch size must be positive, got {batch_size}")
-    sentences = read_sentences(input_file)
-    embedder = SentenceEmbedder(load_bilm(options_file, weight_file), _device(device), stateful)
+
+
+def write_embeddings(
+    sentences: list[str],
+    output_file: LocalPath,
+    bilm: BiLm,
+    mode: str = "all",
+    batch_size: int = 64,
+    device: str = "cpu",
+    stateful: bool = False,
+    progress: bool = True,
+) -> int:
+    """:func:`dump_embeddings` for sentences and a biLM already loaded (no input I/O)."""
+    _check(mode, batch_size)
+    embedder = SentenceEmbedder(bilm, _device(device), stateful)
     target = Path(output_file)
     partial = target.with_name(f"_{target.name}.partial")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -9,9 +10,10 @@ from torch import nn
 
 from elmo_model.bilm import BiLm
 from elmo_model.chars import BOS_TOKEN, EOS_TOKEN, batch_char_ids, token_char_ids
-from elmo_model.files import PathOrUrl
+from elmo_model.local_files import LocalPath
 from elmo_model.scalar_mix import ScalarMix
 from elmo_model.stateful import CarriedState
+from elmo_model.weights import load_bilm
 
 
 def batch_to_ids(batch: Sequence[Sequence[str]]) -> torch.Tensor:
@@ -32,19 +34,31 @@ def add_sentence_boundaries(char_ids: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class Elmo(nn.Module):
+class _AcceptsFiles(type):
+    """``Elmo(options_file, weight_file, n, ...)`` — AllenNLP's signature — means :meth:`Elmo.from_files`;
+    ``Elmo(bilm, n, ...)`` builds the module around a loaded biLM."""
+
+    def __call__(cls, *args, **kwargs):
+        if "options_file" in kwargs or (args and isinstance(args[0], (str, os.PathLike))):
+            return cls.from_files(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+class Elmo(nn.Module, metaclass=_AcceptsFiles):
     """ELMo representations: ``num_output_representations`` learned mixes of the biLM layers.
 
     ``forward(char_ids)`` takes ids from :func:`batch_to_ids` and returns
     ``{"elmo_representations": [(batch, T, 2·proj)] * n, "mask": (batch, T) bool}``.
     Stateless by default; ``stateful=True`` carries the LSTM state of each batch row into the
     next call, as the original did (call :meth:`reset_states` to start over).
+
+    Built around a loaded :class:`BiLm` (no I/O here); :meth:`from_files` — or AllenNLP's
+    ``Elmo(options_file, weight_file, num_output_representations, ...)`` — loads local files first.
     """
 
     def __init__(
         self,
-        options_file: PathOrUrl,
-        weight_file: PathOrUrl,
+        bilm: BiLm,
         num_output_representations: int,
         dropout: float = 0.5,
         do_layer_norm: bool = False,
@@ -53,25 +67,7 @@ class Elmo(nn.Module):
         scalar_mix_parameters: list[float] | None = None,
         stateful: bool = False,
     ) -> None:
-        from elmo_model.weights import load_bilm  # file I/O stays in the weights module
-
         super().__init__()
-        self._init(load_bilm(options_file, weight_file), num_output_representations, dropout,
-                   do_layer_norm, requires_grad, keep_sentence_boundaries, scalar_mix_parameters, stateful)
-
-    @classmethod
-    def from_bilm(cls, bilm: BiLm, num_output_representations: int, **kwargs) -> Elmo:
-        """Wrap an already-built :class:`BiLm` (no file I/O)."""
-        elmo = cls.__new__(cls)
-        nn.Module.__init__(elmo)
-        defaults = dict(dropout=0.5, do_layer_norm=False, requires_grad=False,
-                        keep_sentence_boundaries=False, scalar_mix_parameters=None, stateful=False)
-        defaults.update(kwargs)
-        elmo._init(bilm, num_output_representations, **defaults)
-        return elmo
-
-    def _init(self, bilm, num_output_representations, dropout, do_layer_norm, requires_grad,
-              keep_sentence_boundaries, scalar_mix_parameters, stateful) -> None:
         self.bilm = bilm
         self.bilm.requires_grad_(requires_grad)
         n_layers = bilm.options.n_layers + 1
@@ -83,6 +79,17 @@ class Elmo(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.keep_sentence_boundaries = keep_sentence_boundaries
         self.carried = CarriedState(bilm) if stateful else None
+
+    @classmethod
+    def from_files(cls, options_file: LocalPath, weight_file: LocalPath, num_output_representations: int,
+                   **kwargs) -> Elmo:
+        """Load ``options.json`` + ``weights.hdf5`` (local files), then build the module."""
+        return cls(load_bilm(options_file, weight_file), num_output_representations, **kwargs)
+
+    @classmethod
+    def from_bilm(cls, bilm: BiLm, num_output_representations: int, **kwargs) -> Elmo:
+        """Wrap an already-built :class:`BiLm` (the same as ``Elmo(bilm, n, ...)``)."""
+        return cls(bilm, num_output_representations, **kwargs)
 
     def reset_states(self) -> None:
         if self.carried is not None:

@@ -11,20 +11,22 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from elmo_model.errors import ElmoError
-from elmo_model.files import PathOrUrl
-from elmo_model.language_model import BidirectionalLm
+from elmo_model.bilm import BiLm
+from elmo_model.language_model import BiLmWithSoftmax
 from elmo_model.vocab import Vocabulary
-from elmo_model.weights import load_weights, read_options, save_options, save_weights
+from elmo_model.local_files import LocalPath
+from elmo_model.weights import WeightSource, load_weights, read_options, save_options, save_weights
 
 log = logging.getLogger(__name__)
 
 OPTIONS_FILE, WEIGHTS_FILE, VOCAB_FILE = "options.json", "weights.hdf5", "vocab.txt"
 
 
-def export_model(model: BidirectionalLm, vocab: Vocabulary, directory: str | os.PathLike) -> Path:
+def export_model(model: BiLmWithSoftmax, vocab: Vocabulary, directory: str | os.PathLike) -> Path:
     """Write ``options.json``, ``weights.hdf5`` (with softmax) and ``vocab.txt`` into ``directory``."""
     directory = Path(directory)
     options = model.bilm.options
@@ -38,27 +40,41 @@ def export_model(model: BidirectionalLm, vocab: Vocabulary, directory: str | os.
 
 
 def load_pretrained_lm(
-    options_file: PathOrUrl, weight_file: PathOrUrl, vocab: Vocabulary, dropout: float = 0.1
-) -> BidirectionalLm:
-    """A trainable biLM from published (or exported) files, for fine-tuning on ``vocab``.
+    options_file: LocalPath, weight_file: WeightSource, vocab: Vocabulary, dropout: float = 0.1
+) -> BiLmWithSoftmax:
+    """A trainable biLM from published (or exported) local files, for fine-tuning on ``vocab``.
 
     The file's softmax is kept when it has one row per vocabulary entry; a file without a softmax
     (published models) gets a freshly initialised one. Any other mismatch is an error.
     """
-    options = read_options(options_file)
-    declared = options.extra.get("n_tokens_vocab")
-    model = BidirectionalLm(options, len(vocab), dropout)
+    model = BiLmWithSoftmax(read_options(options_file), len(vocab), dropout)
     softmax = load_weights(model.bilm, weight_file)
+    _set_softmax(model, softmax, vocab, str(weight_file))
+    return model
+
+
+def lm_from_bilm(bilm: BiLm, softmax: tuple[np.ndarray, np.ndarray] | None, vocab: Vocabulary,
+                 dropout: float = 0.1, source: str = WEIGHTS_FILE) -> BiLmWithSoftmax:
+    """:func:`load_pretrained_lm` for a biLM already loaded (no I/O): its weights and ``softmax``
+    (the file's, or ``None``) copied into a trainable biLM; ``source`` names the file in errors."""
+    model = BiLmWithSoftmax(bilm.options, len(vocab), dropout)
+    model.bilm.load_state_dict(bilm.state_dict())
+    _set_softmax(model, softmax, vocab, source)
+    return model
+
+
+def _set_softmax(model: BiLmWithSoftmax, softmax: tuple[np.ndarray, np.ndarray] | None, vocab: Vocabulary,
+                 source: str) -> None:
     if softmax is None:
-        log.info("%s has no softmax: initialising one for %d tokens", weight_file, len(vocab))
-        return model
+        log.info("%s has no softmax: initialising one for %d tokens", source, len(vocab))
+        return
+    declared = model.bilm.options.extra.get("n_tokens_vocab")
     if softmax[0].shape[0] != len(vocab) or (declared is not None and int(declared) != len(vocab)):
         raise ElmoError(
-            f"{weight_file}: softmax has {softmax[0].shape[0]} rows (options say n_tokens_vocab="
+            f"{source}: softmax has {softmax[0].shape[0]} rows (options say n_tokens_vocab="
             f"{declared}) but the vocabulary has {len(vocab)} tokens; use the vocab.txt exported with "
             "the model, or a file without a softmax"
         )
     with torch.no_grad():
         model.softmax.weight.copy_(torch.from_numpy(softmax[0]))
         model.softmax.bias.copy_(torch.from_numpy(softmax[1]))
-    return model

@@ -34,18 +34,19 @@ class LmLoss:
             "loss_forward": fwd,
             "loss_backward": bwd,
             "loss": 0.5 * (fwd + bwd),
-            "perplexity_forward": _exp(fwd),
-            "perplexity_backward": _exp(bwd),
-            "perplexity": _exp(0.5 * (fwd + bwd)),
+            "perplexity_forward": perplexity_from_loss(fwd),
+            "perplexity_backward": perplexity_from_loss(bwd),
+            "perplexity": perplexity_from_loss(0.5 * (fwd + bwd)),
             "n_targets": self.n_targets,
         }
 
 
-def _exp(x: float) -> float:
-    return math.exp(x) if x < 700 else float("inf")
+def perplexity_from_loss(loss: float) -> float:
+    """``exp(loss)`` of a mean NLL in nats, ``inf`` where ``exp`` would overflow."""
+    return math.exp(loss) if loss < 700 else float("inf")
 
 
-class BidirectionalLm(nn.Module):
+class BiLmWithSoftmax(nn.Module):
     """``forward(char_ids, token_ids, sampled=None) -> LmLoss``; ``sampled=None`` means full softmax."""
 
     def __init__(self, options: ElmoOptions, n_vocab: int, dropout: float = 0.1) -> None:
@@ -77,7 +78,7 @@ class BidirectionalLm(nn.Module):
         return LmLoss(fwd, bwd, int(valid.sum()))
 
 
-def initialize_like_bilm_tf(model: BidirectionalLm) -> None:
+def initialize_like_bilm_tf(model: BiLmWithSoftmax) -> None:
     """bilm-tf's initialisers for a model trained from scratch."""
     enc = model.bilm.token_encoder
     with torch.no_grad():

@@ -63,12 +63,14 @@ def nearest(query: Occurrence, candidates: Sequence[Occurrence], k: int = 5) -> 
     if not pool:
         return []
     matrix = np.stack([c.vector for c in pool]).astype(np.float32)
-    scores = _unit(matrix) @ _unit(query.vector.astype(np.float32)[None])[0]
+    scores = unit_vectors(matrix) @ unit_vectors(query.vector.astype(np.float32)[None])[0]
     best = np.argsort(-scores, kind="stable")[:k]
     return [(float(scores[i]), pool[i]) for i in best]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_vectors(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to unit length along its last axis (zero vectors stay zero): dot products of
+    the results are cosine similarities."""
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
@@ -80,7 +82,7 @@ def sense_accuracy(labelled: Sequence[tuple[Occurrence, str]]) -> float:
         others = [(o, s) for j, (o, s) in enumerate(labelled) if j != i and o.word.lower() == occ.word.lower()]
         if not others:
             continue
-        sims = [float(_unit(o.vector) @ _unit(occ.vector)) for o, _ in others]
+        sims = [float(unit_vectors(o.vector) @ unit_vectors(occ.vector)) for o, _ in others]
         hits += others[int(np.argmax(sims))][1] == sense
         total += 1
     return hits / total if total else float("nan")

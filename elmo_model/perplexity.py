@@ -19,14 +19,14 @@ from torch.nn import functional as F
 
 from elmo_model.batching import collate, make_windows
 from elmo_model.chars import BOS_TOKEN, EOS_TOKEN, sentence_char_ids
-from elmo_model.language_model import BidirectionalLm, LmLoss
+from elmo_model.language_model import BiLmWithSoftmax, LmLoss
 from elmo_model.vocab import Vocabulary
 
 MODES = ("sentence", "stream")
 
 
 @torch.no_grad()
-def sentence_perplexity(lm: BidirectionalLm, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
+def sentence_perplexity(lm: BiLmWithSoftmax, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
                         batch_size: int = 64, max_tokens: int = 400) -> dict[str, float]:
     lm.eval()
     fwd = bwd = 0.0
@@ -42,7 +42,7 @@ def sentence_perplexity(lm: BidirectionalLm, vocab: Vocabulary, sentences: Seque
 
 
 @torch.no_grad()
-def stream_perplexity(lm: BidirectionalLm, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
+def stream_perplexity(lm: BiLmWithSoftmax, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
                       window: int = 100) -> dict[str, float]:
     lm.eval()
     stream = [BOS_TOKEN] + [t for s in sentences if s for t in (*s, EOS_TOKEN)]
@@ -55,7 +55,7 @@ def stream_perplexity(lm: BidirectionalLm, vocab: Vocabulary, sentences: Sequenc
     return LmLoss(torch.tensor(fwd), torch.tensor(bwd), n).metrics()
 
 
-def _direction_nll(lm: BidirectionalLm, stream: list[str], ids: torch.Tensor, starts: list[int],
+def _direction_nll(lm: BiLmWithSoftmax, stream: list[str], ids: torch.Tensor, starts: list[int],
                    window: int, max_chars: int, forward: bool) -> float:
     """Summed NLL of one direction over the stream, windows visited in ``starts`` order."""
     state, total = None, 0.0
@@ -73,7 +73,7 @@ def _direction_nll(lm: BidirectionalLm, stream: list[str], ids: torch.Tensor, st
     return total
 
 
-def perplexity(lm: BidirectionalLm, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
+def perplexity(lm: BiLmWithSoftmax, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
                mode: str = "sentence", window: int = 100) -> dict[str, float]:
     """Forward, backward and mean perplexity in ``mode`` (see the module docstring)."""
     if mode == "stream":

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from elmo_model.embedder import SentenceEmbedder
+from elmo_model.neighbors import unit_vectors
 
 TIE_TOLERANCE = 1e-6  # cosine similarities closer than this count as equal
 
@@ -193,11 +194,6 @@ def pos_probe(train_features: np.ndarray, train_tags: Sequence[str], test_featur
 # Word sense: 1-nearest-neighbour, leave-one-out
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _groups(groups: Sequence[Hashable]) -> dict[Hashable, list[int]]:
     members: dict[Hashable, list[int]] = {}
     for i, g in enumerate(groups):
@@ -212,7 +208,7 @@ def nn_sense_accuracy(vectors: np.ndarray, senses: Sequence[Hashable], groups: S
     its sense. Examples alone in their group are skipped."""
     if not (len(vectors) == len(senses) == len(groups)):
         raise ValueError("vectors, senses and groups must have the same length")
-    unit = _unit(np.asarray(vectors))
+    unit = unit_vectors(np.asarray(vectors, dtype=np.float64))
     credit, total = 0.0, 0
     for members in _groups(groups).values():
         if len(members) < 2:

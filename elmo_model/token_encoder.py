@@ -49,7 +49,7 @@ class CharCnnTokenEncoder(nn.Module):
     def encode_distinct(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Encode rows of char ids ``(n, max_chars)`` → ``(n, projection_dim)``, in chunks.
 
-        Without autograd the convolutions take the fast route of :mod:`elmo_model.char_conv`
+        Without autograd the convolutions take the fast route of :func:`pool_trimmed` below
         (same numbers, less work); with autograd, plain ``Conv1d`` over every character.
         """
         if char_ids.shape[0] == 0:

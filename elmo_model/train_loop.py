@@ -18,7 +18,7 @@ import torch
 from elmo_model.batching import Batch, bucketed_batches, collate, make_windows
 from elmo_model.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from elmo_model.errors import ElmoError
-from elmo_model.language_model import BidirectionalLm, initialize_like_bilm_tf
+from elmo_model.language_model import BiLmWithSoftmax, initialize_like_bilm_tf
 from elmo_model.train_config import TrainConfig
 from elmo_model.trainer import LmTrainer
 from elmo_model.vocab import Vocabulary
@@ -58,9 +58,9 @@ def eval_batches(sentences: Sequence[Sequence[str]], vocab: Vocabulary, config: 
     return [collate(windows[i : i + size], vocab, max_chars) for i in range(0, len(windows), size)]
 
 
-def new_model(config: TrainConfig, vocab: Vocabulary) -> BidirectionalLm:
+def new_model(config: TrainConfig, vocab: Vocabulary) -> BiLmWithSoftmax:
     torch.manual_seed(config.seed)
-    model = BidirectionalLm(config.options(), len(vocab), config.dropout)
+    model = BiLmWithSoftmax(config.options(), len(vocab), config.dropout)
     initialize_like_bilm_tf(model)
     return model
 
@@ -71,7 +71,7 @@ def train_in_process(
     vocab: Vocabulary,
     valid_sentences: Sequence[Sequence[str]] | None = None,
     checkpoint_path: str | os.PathLike | None = None,
-    model: BidirectionalLm | None = None,
+    model: BiLmWithSoftmax | None = None,
     on_metrics: Callable[[dict[str, float]], None] | None = None,
     stop_after: int | None = None,
 ) -> LmTrainer:

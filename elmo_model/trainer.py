@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from elmo_model.batching import Batch
-from elmo_model.language_model import BidirectionalLm, LmLoss
+from elmo_model.language_model import BiLmWithSoftmax, LmLoss
 from elmo_model.train_config import TrainConfig
 
 
@@ -35,7 +35,7 @@ def to_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.
 class LmTrainer:
     """Owns the model, the optimizer and the step counter."""
 
-    def __init__(self, model: BidirectionalLm, config: TrainConfig, device: str | torch.device = "cpu",
+    def __init__(self, model: BiLmWithSoftmax, config: TrainConfig, device: str | torch.device = "cpu",
                  forward_module: nn.Module | None = None, rank: int = 0) -> None:
         self.model = model.to(device)
         self.forward_module = forward_module or self.model  # e.g. the DDP wrapper

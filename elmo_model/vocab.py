@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from elmo_model.errors import ElmoError
-from elmo_model.files import PathOrUrl, read_bytes, write_atomically
+from elmo_model.local_files import LocalPath, read_bytes, write_atomically
 
 BOS, EOS, UNK = "<S>", "</S>", "<UNK>"
 SPECIAL_TOKENS = (BOS, EOS, UNK)
@@ -52,20 +51,25 @@ class Vocabulary:
         return cls([*SPECIAL_TOKENS, *(t for t, _ in ranked[:limit])])
 
     @classmethod
-    def load(cls, path: PathOrUrl) -> Vocabulary:
-        raw = read_bytes(path, "vocabulary file")
+    def load(cls, path: LocalPath) -> Vocabulary:
+        """A local ``vocab.txt``."""
+        return cls.parse(read_bytes(path, "vocabulary file"), source=str(path))
+
+    @classmethod
+    def parse(cls, raw: bytes, source: str = "vocabulary") -> Vocabulary:
+        """A ``vocab.txt``'s bytes; errors name ``source``."""
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ElmoError(f"{path}: vocabulary is not valid UTF-8 (byte {exc.start})") from None
+            raise ElmoError(f"{source}: vocabulary is not valid UTF-8 (byte {exc.start})") from None
         tokens = [line.strip() for line in text.split("\n")]
         tokens = [t for t in tokens if t and t != "!!!MAXTERMID"]
         if not tokens:
-            raise ElmoError(f"{path}: vocabulary file is empty")
-        return cls(tokens, source=str(path))
+            raise ElmoError(f"{source}: vocabulary file is empty")
+        return cls(tokens, source=source)
 
     def to_text(self) -> str:
         return "".join(f"{t}\n" for t in self.tokens)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: LocalPath) -> None:
         write_atomically(path, lambda p: p.write_text(self.to_text(), encoding="utf-8"))

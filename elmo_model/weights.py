@@ -13,6 +13,9 @@ The hdf5 layout (all float32)::
 
 ``d`` is 0 for the forward LM, 1 for the backward LM. Conversion is transposes and slices only,
 so load → save → load is bit-identical.
+
+Reading takes local paths, bytes (``options.json``) or open binary files (``weights.hdf5``);
+``source`` names the file in error messages when it came from elsewhere (a URL).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import h5py
 import numpy as np
@@ -29,22 +33,26 @@ import torch
 
 from elmo_model.bilm import BiLm
 from elmo_model.errors import ElmoError
-from elmo_model.files import PathOrUrl, open_binary, read_bytes, write_atomically
+from elmo_model.local_files import LocalPath, local_path, read_bytes, write_atomically
 from elmo_model.options import ElmoOptions
 
 SOFTMAX_GROUP = "softmax"
 
 
-def read_options(path: PathOrUrl) -> ElmoOptions:
-    """Parse an ``options.json`` from a path or URL."""
-    raw = read_bytes(path, "options file")
+WeightSource = LocalPath | BinaryIO  # a local path or an open, seekable binary file
+
+
+def read_options(path: LocalPath | bytes, source: str | None = None) -> ElmoOptions:
+    """Parse an ``options.json`` (a local path, or its bytes; ``source`` names it in errors)."""
+    raw = path if isinstance(path, bytes) else read_bytes(path, "options file")
+    name = source or ("options.json" if isinstance(path, bytes) else str(path))
     try:
         parsed = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ElmoError(f"{path}: not valid JSON ({exc})") from None
+        raise ElmoError(f"{name}: not valid JSON ({exc})") from None
     if not isinstance(parsed, dict):
-        raise ElmoError(f"{path}: options must be a JSON object")
-    return ElmoOptions.from_dict(parsed, source=str(path))
+        raise ElmoError(f"{name}: options must be a JSON object")
+    return ElmoOptions.from_dict(parsed, source=name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,28 +128,30 @@ def bilm_arrays(model: BiLm) -> dict[str, np.ndarray]:
     return {entry.name: entry.to_file() for entry in _entries(model)}
 
 
-def load_weights(model: BiLm, weight_file: PathOrUrl) -> tuple[np.ndarray, np.ndarray] | None:
+def load_weights(model: BiLm, weight_file: WeightSource, source: str | None = None
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Copy a bilm-tf hdf5 file into ``model``; returns the softmax ``(W, b)`` if the file has one.
 
     Every dataset's shape is checked against the model built from the options; a mismatch names
-    the dataset, the expected and the actual shape.
+    the dataset (and ``source``, else the path), the expected and the actual shape.
     """
-    with _open_hdf5(weight_file) as fin, torch.no_grad():
+    name = source or (str(weight_file) if isinstance(weight_file, (str, os.PathLike)) else "weights.hdf5")
+    with _open_hdf5(weight_file, name) as fin, torch.no_grad():
         for entry in _entries(model):
-            data = _dataset(fin, entry.name, weight_file)
-            _check_shape(entry.name, data.shape, entry.to_file().shape, weight_file)
+            data = _dataset(fin, entry.name, name)
+            _check_shape(entry.name, data.shape, entry.to_file().shape, name)
             entry.from_file(data)
         if SOFTMAX_GROUP not in fin:
             return None
-        weight = _dataset(fin, f"{SOFTMAX_GROUP}/W", weight_file)
-        bias = _dataset(fin, f"{SOFTMAX_GROUP}/b", weight_file)
+        weight = _dataset(fin, f"{SOFTMAX_GROUP}/W", name)
+        bias = _dataset(fin, f"{SOFTMAX_GROUP}/b", name)
         expected = (weight.shape[0], model.options.projection_dim)
-        _check_shape(f"{SOFTMAX_GROUP}/W", weight.shape, expected, weight_file)
-        _check_shape(f"{SOFTMAX_GROUP}/b", bias.shape, expected[:1], weight_file)
+        _check_shape(f"{SOFTMAX_GROUP}/W", weight.shape, expected, name)
+        _check_shape(f"{SOFTMAX_GROUP}/b", bias.shape, expected[:1], name)
         return weight, bias
 
 
-def _dataset(fin: h5py.File, name: str, source: PathOrUrl) -> np.ndarray:
+def _dataset(fin: h5py.File, name: str, source: str) -> np.ndarray:
     if name not in fin or not isinstance(fin[name], h5py.Dataset):
         raise ElmoError(f"{source}: dataset {name!r} is missing (options and weights do not match?)")
     data = fin[name][...]
@@ -152,7 +162,7 @@ def _dataset(fin: h5py.File, name: str, source: PathOrUrl) -> np.ndarray:
     return data.astype(np.float32, copy=False)
 
 
-def _check_shape(name: str, actual: tuple, expected: tuple, source: PathOrUrl) -> None:
+def _check_shape(name: str, actual: tuple, expected: tuple, source: str) -> None:
     if tuple(actual) != tuple(expected):
         raise ElmoError(
             f"{source}: dataset {name!r} has shape {tuple(actual)}, expected {tuple(expected)} "
@@ -160,12 +170,15 @@ def _check_shape(name: str, actual: tuple, expected: tuple, source: PathOrUrl) -
         )
 
 
-def _open_hdf5(weight_file: PathOrUrl) -> h5py.File:
-    handle = open_binary(weight_file, "weights file")
+def _open_hdf5(weight_file: WeightSource, name: str) -> h5py.File:
+    if isinstance(weight_file, (str, os.PathLike)):
+        weight_file = local_path(weight_file, "weights file")
+        if not weight_file.is_file():
+            raise ElmoError(f"weights file not found: {weight_file}")
     try:
-        return h5py.File(handle, "r")
+        return h5py.File(weight_file, "r")
     except OSError:
-        raise ElmoError(f"{weight_file}: not a readable HDF5 weights file (corrupt or truncated?)") from None
+        raise ElmoError(f"{name}: not a readable HDF5 weights file (corrupt or truncated?)") from None
 
 
 def save_weights(
@@ -188,8 +201,8 @@ def save_options(options: ElmoOptions, options_file: str | os.PathLike) -> None:
     write_atomically(Path(options_file), lambda f: f.write_text(options.to_json() + "\n"))
 
 
-def load_bilm(options_file: PathOrUrl, weight_file: PathOrUrl) -> BiLm:
-    """Build a :class:`BiLm` from ``options.json`` and load ``weights.hdf5`` into it."""
+def load_bilm(options_file: LocalPath, weight_file: WeightSource) -> BiLm:
+    """Build a :class:`BiLm` from ``options.json`` and load ``weights.hdf5`` into it (local files)."""
     model = BiLm(read_options(options_file))
     load_weights(model, weight_file)
     return model

@@ -68,18 +68,17 @@ def labelled_examples(word: str) -> list[tuple[str, str, int]]:
 @contextlib.contextmanager
 def embedded_services() -> Iterator[object]:
     """Embedded S3 (environment pointed at it, so Ray workers inherit it) and a local Ray."""
-    import ray
-
     from pipelines.io.local_s3 import LocalS3
+    from pipelines.ray_support import ensure_ray, shutdown_ray
 
     saved = dict(os.environ)
     with LocalS3(buckets=[BUCKET]) as s3:
         os.environ.update(s3.env())
         try:
-            ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+            ensure_ray(num_cpus=2)
             yield s3
         finally:
-            ray.shutdown()
+            shutdown_ray()
             os.environ.clear()
             os.environ.update(saved)
 
@@ -166,9 +165,9 @@ def show_neighbours(config: DemoConfig, layer: str = "layer_2") -> dict[str, flo
     """Print each labelled example's nearest occurrences; return within/across-sense similarity."""
     from elmo_model.embedder import SentenceEmbedder
     from elmo_model.neighbors import nearest, occurrences
-    from pipelines.embed.actor import load_model_dir
+    from pipelines.io.model_store import load_model
 
-    embedder = SentenceEmbedder(load_model_dir(f"s3://{BUCKET}/model"))
+    embedder = SentenceEmbedder(load_model(f"s3://{BUCKET}/model").bilm)
     corpus = _corpus_occurrences(config, layer)
     labelled = []
     for sense, sentence, index in labelled_examples(config.word):
@@ -183,7 +182,8 @@ def show_neighbours(config: DemoConfig, layer: str = "layer_2") -> dict[str, flo
 
 def sense_separation(labelled) -> dict[str, float]:
     """Mean cosine similarity between occurrences of the same sense and of different senses."""
-    unit = lambda v: v / max(np.linalg.norm(v), 1e-12)  # noqa: E731
+    from elmo_model.neighbors import unit_vectors as unit
+
     same, across = [], []
     for i, (a, sa) in enumerate(labelled):
         for b, sb in labelled[i + 1 :]:

@@ -5,6 +5,11 @@
   ``UserCodeException``), so an :class:`ElmoError` raised in a worker reaches the driver.
 - :func:`clean_errors` turns such a remote error back into one plain :class:`ElmoError` whose
   message is the worker's message, without Ray's traceback and retry notes.
+- :func:`items_dataset`, :func:`actor_pool`, :func:`preserve_order`, :func:`quiet_progress`: the
+  Ray Data source, compute strategy and dataset-context settings the jobs use;
+  :func:`shutdown_ray` ends what :func:`ensure_ray` started.
+
+Ray Train's calls live in :mod:`pipelines.train.ray_train`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
 
 
+def shutdown_ray() -> None:
+    """``ray.shutdown`` (what :func:`ensure_ray` started in this process)."""
+    import ray
+
+    ray.shutdown()
+
+
 class _DropElmoTracebacks(logging.Filter):
     """Ray Data logs a remote error's whole traceback; an ElmoError's message says it all."""
 
@@ -45,6 +57,32 @@ def keep_user_errors(ds: Any) -> Any:
     """Let ``ds`` (and datasets derived from it) raise the UDFs' own exceptions."""
     ds.context.raise_original_map_exception = True
     logging.getLogger(_EXECUTOR_LOGGER).addFilter(_FILTER)  # idempotent: a filter is added once
+    return ds
+
+
+def items_dataset(rows: list[dict]) -> Any:
+    """A dataset of ``rows``, one block per row, raising its UDFs' own errors (:func:`keep_user_errors`)."""
+    import ray.data
+
+    return keep_user_errors(ray.data.from_items(rows, override_num_blocks=len(rows)))
+
+
+def actor_pool(min_size: int, max_size: int) -> Any:
+    """An autoscaling actor pool for ``map_batches`` (Ray Data restarts dead actors, retries their tasks)."""
+    import ray.data
+
+    return ray.data.ActorPoolStrategy(min_size=min_size, max_size=max_size)
+
+
+def preserve_order(ds: Any) -> Any:
+    """Make ``ds`` (and datasets derived from it) keep block order through every stage."""
+    ds.context.execution_options.preserve_order = True
+    return ds
+
+
+def quiet_progress(ds: Any) -> Any:
+    """No progress bars for ``ds`` (iterated many times, e.g. once per epoch by every worker)."""
+    ds.context.enable_progress_bars = False
     return ds
 
 

@@ -25,13 +25,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from elmo_model.dump import dump_embeddings
+    from elmo_model.dump import parse_sentences, read_sentences, write_embeddings
+    from pipelines.io.model_store import load_model_files
+    from pipelines.io.storage import read_bytes
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    n = dump_embeddings(args.input_file, args.output_file, args.options_file, args.weight_file,
-                        args.mode, args.batch_size, args.device, args.stateful)
+    local = "://" not in args.input_file or args.input_file.startswith("file://")
+    sentences = (read_sentences(args.input_file) if local
+                 else parse_sentences(read_bytes(args.input_file), args.input_file))
+    model = load_model_files(args.options_file, args.weight_file)
+    n = write_embeddings(sentences, args.output_file, model.bilm, args.mode, args.batch_size, args.device,
+                         args.stateful)
     print(f"wrote {n} sentences to {args.output_file}", file=sys.stderr)
     return 0

@@ -26,23 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_lm(model_url: str):
     """The trainable biLM (with its softmax) and vocabulary of an export directory."""
     from elmo_model.errors import ElmoError
-    from elmo_model.export import VOCAB_FILE, load_pretrained_lm
-    from elmo_model.vocab import Vocabulary
-    from elmo_model.weights import load_weights
-    from pipelines.io.model_store import fetch_model_dir
-    from pipelines.io.storage import read_bytes, resolve
+    from pipelines.io.model_store import load_model
 
-    local = fetch_model_dir(model_url)
-    vocab_url = resolve(model_url).join(VOCAB_FILE).url
-    vocab_path = local / VOCAB_FILE
-    if not vocab_path.exists():
-        vocab_path.write_bytes(read_bytes(vocab_url))
-    vocab = Vocabulary.load(vocab_path)
-    lm = load_pretrained_lm(local / "options.json", local / "weights.hdf5", vocab)
-    if load_weights(lm.bilm, local / "weights.hdf5") is None:
+    model = load_model(model_url, with_vocab=True)
+    if model.vocab is None:
+        raise ElmoError(f"{model.source}: no vocab.txt beside the model; perplexity needs the vocabulary that "
+                        "`elmo train` exports")
+    if model.softmax is None:
         raise ElmoError(f"{model_url}: weights.hdf5 has no softmax (a published model?); perplexity needs "
                         "the softmax that `elmo train` exports")
-    return lm, vocab
+    return model.language_model(model.vocab), model.vocab
 
 
 def run_perplexity(args: argparse.Namespace) -> int:

@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from elmo_model.embedder import SentenceEmbedder
     from elmo_model.errors import ElmoError
     from elmo_model.neighbors import nearest, occurrences
-    from pipelines.embed.actor import load_model_dir
+    from pipelines.io.model_store import load_model
 
-    embedder = SentenceEmbedder(load_model_dir(args.model))
+    embedder = SentenceEmbedder(load_model(args.model).bilm)
     candidates = occurrences(embedder, corpus_sentences(args.corpus, args.word, args.max_sentences),
                              {args.word}, args.layer)
     if not candidates:

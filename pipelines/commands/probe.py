@@ -145,11 +145,11 @@ def _embedder(args: argparse.Namespace):
     import torch
 
     from elmo_model.embedder import SentenceEmbedder
-    from pipelines.embed.actor import load_model_dir
+    from pipelines.io.model_store import load_model
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    return SentenceEmbedder(load_model_dir(args.model))
+    return SentenceEmbedder(load_model(args.model).bilm)
 
 
 def pos_results(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,26 +8,15 @@ vector column(s) and ``model``.
 
 from __future__ import annotations
 
-import logging
-import os
-
 import numpy as np
 import pyarrow as pa
 import torch
 
 from elmo_model.embedder import SentenceEmbedder
-from elmo_model.weights import load_bilm
+from pipelines import fault_injection
 from pipelines.embed.output import OutputSpec, vectors_column
-from pipelines.io.model_store import fetch_model_dir
+from pipelines.io.model_store import load_model
 from pipelines.io.storage import StorageOptions
-
-log = logging.getLogger(__name__)
-
-
-def load_model_dir(model_url: str, storage: StorageOptions | None = None):
-    """The biLM from a directory (local or object storage) holding options.json + weights.hdf5."""
-    local = fetch_model_dir(model_url, storage)
-    return load_bilm(local / "options.json", local / "weights.hdf5")
 
 
 class EmbedActor:
@@ -35,18 +24,20 @@ class EmbedActor:
 
     def __init__(self, model_url: str, spec: OutputSpec, model_hash: str, sub_batch: int = 64,
                  device: str = "auto", storage: StorageOptions | None = None,
-                 fail_marker: str | None = None) -> None:
+                 faults: fault_injection.Faults = fault_injection.NONE) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.embedder = SentenceEmbedder(load_model_dir(model_url, storage), device)
+        # The driver loaded this model and computed its digest: a node downloads it once (cache by digest).
+        model = load_model(model_url, storage, expected_digest=model_hash)
+        self.embedder = SentenceEmbedder(model.bilm, device)
         self.autocast = torch.device(device).type == "cuda"
         self.spec, self.model_hash, self.sub_batch = spec, model_hash, sub_batch
         self.dim = self.embedder.bilm.options.output_dim
         self.n_layers = self.embedder.bilm.options.n_layers + 1
-        self.fail_marker = fail_marker  # test-only: die once, mid-run
+        self.faults = faults  # test-only (pipelines.fault_injection)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        self._maybe_fail()
+        fault_injection.exit_embed_actor_once(self.faults)
         tokens = batch.column("tokens").to_pylist()
         # Longest first, in sub-batches of similar length: little padding, same vectors regardless.
         order = sorted(range(len(tokens)), key=lambda i: -len(tokens[i]))
@@ -62,10 +53,3 @@ class EmbedActor:
         for name, values in zip(self.spec.column_names(self.n_layers), columns):
             out = out.append_column(name, vectors_column(values, self.spec, self.dim))
         return out.append_column("model", pa.array([self.model_hash] * len(tokens), pa.string()))
-
-    def _maybe_fail(self) -> None:
-        if self.fail_marker and not os.path.exists(self.fail_marker):
-            with open(self.fail_marker, "w") as marker:
-                marker.write(str(os.getpid()))
-            log.warning("test-only failure injection: this actor exits now")
-            os._exit(1)

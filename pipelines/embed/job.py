@@ -14,20 +14,19 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import pyarrow as pa
 
 from elmo_model.errors import ElmoError
+from pipelines import fault_injection
 from pipelines.embed import manifest
 from pipelines.embed.output import OutputSpec
-from pipelines.ingest.reader import IngestConfig, InputFile, InputPlan
-from pipelines.io.storage import FileEntry, Location, StorageOptions, check_output, list_files, resolve
-from pipelines.ingest.text_sources import detect_format
+from pipelines.ingest.reader import IngestConfig, InputPlan, list_inputs
+from pipelines.io.storage import FileEntry, Location, StorageOptions, check_output, resolve
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,6 @@ class EmbedJobConfig:
     rows_per_file: int = 100_000  # Parquet rows per output file (at most)
     row_group_rows: int = 10_000
     ingest: IngestConfig = field(default_factory=IngestConfig)
-    test_fail_actor_marker: str | None = None  # test-only: the first actor to see no marker file dies
-    test_crash_before_commit: bool = False  # test-only: exit after writing staging, before commit
 
     def spec(self) -> OutputSpec:
         return OutputSpec(self.layers, self.pooling, self.dtype)
@@ -81,18 +78,6 @@ def settings_hash(config: EmbedJobConfig, model_hash: str) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def list_inputs(config: EmbedJobConfig, options: StorageOptions | None) -> tuple[list[FileEntry], InputPlan]:
-    """Every input file with its fingerprint, and the plan that reads them."""
-    entries, files, filesystems = [], [], []
-    for url in config.inputs:
-        filesystems.append(resolve(url, options).arrow_fs)
-        for entry in list_files(url, options):
-            entries.append(entry)
-            fmt = detect_format(entry.path, config.ingest.format)
-            files.append(InputFile(entry.url, entry.path, entry.size, fmt, len(filesystems) - 1))
-    return entries, InputPlan(tuple(files), tuple(filesystems))
-
-
 def _only(plan: InputPlan, urls: set[str]) -> InputPlan:
     return InputPlan(tuple(f for f in plan.files if f.url in urls), plan.filesystems)
 
@@ -103,23 +88,22 @@ def _add_output_key(batch: pa.Table) -> pa.Table:
 
 
 def check_model(config: EmbedJobConfig, options: StorageOptions | None) -> str:
-    """Load the model once on the driver (bad files fail here, before any output) → its hash."""
-    from elmo_model.weights import load_bilm
-    from pipelines.io.model_store import fetch_model_dir, model_hash
+    """Load the model once on the driver (bad files fail here, before any output) → its digest."""
+    from pipelines.io.model_store import load_model
 
-    local = fetch_model_dir(config.model, options)
-    bilm = load_bilm(local / "options.json", local / "weights.hdf5")
+    model = load_model(config.model, options)
     weights = config.spec().mix_weights()
-    if weights is not None and len(weights) != bilm.options.n_layers + 1:
+    if weights is not None and len(weights) != model.options.n_layers + 1:
         raise ElmoError(f"--layers {config.layers!r} gives {len(weights)} weights; the model at "
-                        f"{config.model} has {bilm.options.n_layers + 1} layers")
-    return model_hash(config.model, options)
+                        f"{config.model} has {model.options.n_layers + 1} layers")
+    return model.digest
 
 
 def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> EmbedResult:
     """Embed the new or changed inputs of ``config`` and commit them under ``config.output``."""
     config.validate()
-    entries, plan = list_inputs(config, options)
+    faults = fault_injection.planned()
+    entries, plan = list_inputs(config.inputs, config.ingest, options)
     out = resolve(config.output, options)
     check_output(out.url, options)
     digest = check_model(config, options)
@@ -132,21 +116,18 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
         return EmbedResult([], len(entries), 0, out.url)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     staging = out.join(manifest.STAGING, run_id)
-    _embed_to_staging(config, _only(plan, {e.url for e in todo}), staging, digest, options)
+    _embed_to_staging(config, _only(plan, {e.url for e in todo}), staging, digest, options, faults)
     staged, rows = _staged_outputs(out, staging, todo)
-    if config.test_crash_before_commit:
-        os._exit(17)
+    fault_injection.crash_before_commit(faults)
     manifest.commit(out, run_id, todo, staged, rows, committed, settings)
     return EmbedResult([e.url for e in todo], len(entries) - len(todo), sum(rows.values()), out.url)
 
 
 def _embed_to_staging(config: EmbedJobConfig, plan: InputPlan, staging: Location, digest: str,
-                      options: StorageOptions | None) -> None:
-    import ray.data
-
+                      options: StorageOptions | None, faults: fault_injection.Faults) -> None:
     from pipelines.embed.actor import EmbedActor
     from pipelines.ingest.reader import read_sentences
-    from pipelines.ray_support import clean_errors, ensure_ray
+    from pipelines.ray_support import actor_pool, clean_errors, ensure_ray
 
     ensure_ray()
     sentences = read_sentences(plan, config.ingest, options=options, char_ids=False)
@@ -154,9 +135,8 @@ def _embed_to_staging(config: EmbedJobConfig, plan: InputPlan, staging: Location
     vectors = keyed.map_batches(
         EmbedActor,
         fn_constructor_kwargs=dict(model_url=config.model, spec=config.spec(), model_hash=digest,
-                                   sub_batch=config.sub_batch, storage=options,
-                                   fail_marker=config.test_fail_actor_marker),
-        compute=ray.data.ActorPoolStrategy(min_size=config.actors[0], max_size=config.actors[1]),
+                                   sub_batch=config.sub_batch, storage=options, faults=faults),
+        compute=actor_pool(*config.actors),
         batch_size=config.batch_size, batch_format="pyarrow", num_cpus=config.cpus_per_actor,
         num_gpus=config.gpus_per_actor or None)  # Ray Data restarts dead actors and retries their tasks
     with clean_errors():

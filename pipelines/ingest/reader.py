@@ -29,7 +29,7 @@ from elmo_model.errors import ElmoError
 from elmo_model.vocab import Vocabulary
 from pipelines.ingest import sentences as stages
 from pipelines.ingest import text_sources
-from pipelines.io.storage import StorageOptions, list_files, resolve
+from pipelines.io.storage import FileEntry, StorageOptions, list_files, resolve
 
 
 @dataclass(frozen=True)
@@ -70,16 +70,23 @@ class InputPlan:
 def plan_inputs(urls: str | Sequence[str], config: IngestConfig = IngestConfig(),
                 options: StorageOptions | None = None) -> InputPlan:
     """List every input file under ``urls``; errors (empty prefix, no bucket, …) name the URL."""
+    return list_inputs(urls, config, options)[1]
+
+
+def list_inputs(urls: str | Sequence[str], config: IngestConfig = IngestConfig(),
+                options: StorageOptions | None = None) -> tuple[list[FileEntry], InputPlan]:
+    """:func:`plan_inputs`, with every file's listing entry (its fingerprint, for ``elmo embed``)."""
     urls = [urls] if isinstance(urls, str) else list(urls)
     if not urls:
         raise ElmoError("no input given")
-    files, filesystems = [], []
+    entries, files, filesystems = [], [], []
     for url in urls:
         filesystems.append(resolve(url, options).arrow_fs)
         for entry in list_files(url, options):
+            entries.append(entry)
             fmt = text_sources.detect_format(entry.path, config.format)
             files.append(InputFile(entry.url, entry.path, entry.size, fmt, len(filesystems) - 1))
-    return InputPlan(tuple(files), tuple(filesystems))
+    return entries, InputPlan(tuple(files), tuple(filesystems))
 
 
 def read_file_records(file: dict, filesystems: Sequence[Any], config: IngestConfig) -> Iterator[pa.Table]:
@@ -104,13 +111,11 @@ def _as_plan(inputs: InputPlan | str | Sequence[str], config: IngestConfig, opti
 def read_records(inputs: InputPlan | str | Sequence[str], config: IngestConfig = IngestConfig(),
                  options: StorageOptions | None = None) -> Any:
     """A ``ray.data.Dataset`` of records (see :mod:`pipelines.ingest.text_sources`), one task per file."""
-    import ray.data
-
-    from pipelines.ray_support import keep_user_errors
+    from pipelines.ray_support import items_dataset
 
     plan = _as_plan(inputs, config, options)
     rows = [{"url": f.url, "path": f.path, "format": f.format, "filesystem": f.filesystem} for f in plan.files]
-    files = keep_user_errors(ray.data.from_items(rows, override_num_blocks=len(rows)))
+    files = items_dataset(rows)  # one block (and so one read task) per file
     read = functools.partial(_read_batch, filesystems=plan.filesystems, config=config)
     return files.map_batches(read, batch_size=1, batch_format="pyarrow")
 

@@ -3,7 +3,8 @@
 ``resolve("s3://bucket/prefix")`` → a :class:`Location` holding the fsspec filesystem, the
 pyarrow filesystem and the scheme-less path both of them take. ``s3://`` goes through s3fs and
 pyarrow's S3 (endpoint, region and credentials from :mod:`pipelines.io.s3_settings`), ``gs://``
-through gcsfs (the ``gcs`` extra), plain paths and ``file://`` through the local filesystem.
+through gcsfs (the ``gcs`` extra), plain paths and ``file://`` through the local filesystem;
+``http(s)://`` files (published models) can be read with :func:`read_bytes` and :func:`exists`.
 
 Also the small file operations the jobs need — list with fingerprints, read and write small
 files, write under a ``_``-prefixed staging name then move into place, copy directories up and
@@ -26,7 +27,9 @@ from elmo_model.errors import ElmoError
 from pipelines.io.s3_settings import StorageOptions, resolve_s3
 
 __all__ = ["FileEntry", "Location", "StorageOptions", "resolve", "list_files", "read_bytes", "read_text",
-           "write_bytes", "write_text", "check_output", "staging_url", "publish", "exists", "upload_dir", "download_dir"]
+           "write_bytes", "write_text", "check_output", "staging_url", "publish", "exists", "join_url", "upload_dir",
+           "download_dir"]
+_HTTP = ("http://", "https://")  # read-only
 
 
 @dataclass(frozen=True)
@@ -172,13 +175,33 @@ def check_output(url: str | os.PathLike, options: StorageOptions | None = None) 
                 raise ElmoError(f"{loc.url}: bucket {bucket!r} does not exist")
 
 
+def _http_fs() -> Any:
+    import fsspec
+
+    return fsspec.filesystem("https")
+
+
+def join_url(url: str | os.PathLike, name: str, options: StorageOptions | None = None) -> str:
+    """The URL of file ``name`` in the directory ``url``."""
+    text = os.fspath(url)
+    if text.startswith(_HTTP):
+        return text.rstrip("/") + "/" + name
+    return resolve(text, options).join(name).url
+
+
 def exists(url: str | os.PathLike, options: StorageOptions | None = None) -> bool:
+    if os.fspath(url).startswith(_HTTP):
+        with storage_errors(os.fspath(url), "check"):
+            return bool(_http_fs().exists(os.fspath(url)))
     loc = resolve(url, options)
     with storage_errors(loc.url, "check"):
         return bool(loc.fs.exists(loc.path))
 
 
 def read_bytes(url: str | os.PathLike, options: StorageOptions | None = None) -> bytes:
+    if os.fspath(url).startswith(_HTTP):
+        with storage_errors(os.fspath(url), "read"):
+            return _http_fs().cat_file(os.fspath(url))
     loc = resolve(url, options)
     with storage_errors(loc.url, "read"):
         return loc.fs.cat_file(loc.path)

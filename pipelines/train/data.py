@@ -80,15 +80,15 @@ def prepare_windows(inputs: Any, ingest: Any, max_tokens: int, seed: int, shuffl
     (validation). Either order is the same in every run.
     """
     from pipelines.ingest.reader import read_sentences
+    from pipelines.ray_support import preserve_order, quiet_progress
 
-    sentences = read_sentences(inputs, ingest, options=options, char_ids=False)
-    sentences.context.execution_options.preserve_order = True
+    sentences = preserve_order(read_sentences(inputs, ingest, options=options, char_ids=False))
     windows = sentences.map_batches(WindowStage(max_tokens, seed), batch_size=None, batch_format="pyarrow",
                                     zero_copy_batch=True)
     if shuffle:
         windows = windows.sort(ORDER_COLUMNS)
     windows = windows.select_columns(WINDOW_COLUMNS).materialize()
-    windows.context.enable_progress_bars = False  # iterated once per epoch by every worker: keep the console quiet
+    quiet_progress(windows)  # iterated once per epoch by every worker: keep the console quiet
     return windows, windows.count()
 
 

@@ -17,19 +17,21 @@ import hashlib
 import json
 import logging
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from elmo_model.errors import ElmoError
-from elmo_model.export import OPTIONS_FILE, VOCAB_FILE, WEIGHTS_FILE, load_pretrained_lm
+from elmo_model.export import OPTIONS_FILE, VOCAB_FILE, WEIGHTS_FILE
 from elmo_model.train_config import TrainConfig
 from elmo_model.vocab import Vocabulary
+from pipelines import fault_injection
 from pipelines.config import to_dict, write_config
 from pipelines.ingest.reader import IngestConfig, InputPlan, plan_inputs
-from pipelines.io.storage import Location, StorageOptions, check_output, exists, read_bytes, resolve, write_bytes
+from pipelines.io.model_store import load_model, read_vocab
+from pipelines.io.storage import Location, StorageOptions, check_output, exists, resolve, write_bytes
 from pipelines.train.metrics import CSV_FILE, JSON_FILE, PLOT_FILE
+from pipelines.train.resume import EXPORT_DIR, check_resume_key
 
 log = logging.getLogger(__name__)
 PUBLISH_ORDER = [CSV_FILE, JSON_FILE, PLOT_FILE, VOCAB_FILE, WEIGHTS_FILE, OPTIONS_FILE]  # options.json last
@@ -37,17 +39,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
-class FaultInjection:
-    """Test-only: worker ``fail_rank`` exits before step ``fail_at_step`` while ``marker`` (a local file) is absent."""
-
-    fail_at_step: int = 0  # 0: never
-    fail_rank: int = 1
-    marker: str = ""
-
-
-@dataclass(frozen=True)
 class TrainJobConfig:
-    """``elmo train`` settings (TOML: top level, ``[ingest]``, ``[training]``, ``[testing]``)."""
+    """``elmo train`` settings (TOML: top level, ``[ingest]``, ``[training]``)."""
 
     name: str = "elmo"  # run name: checkpoints live under <storage>/<name>/; a rerun continues it
     train: tuple[str, ...] = ()  # corpus files or prefixes
@@ -66,7 +59,6 @@ class TrainJobConfig:
     keep_checkpoints: int = 2
     ingest: IngestConfig = field(default_factory=IngestConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
-    testing: FaultInjection = field(default_factory=FaultInjection)
 
     def storage_url(self) -> str:
         return self.storage or self.output.rstrip("/") + "/checkpoints"
@@ -104,15 +96,6 @@ def resume_key(config: TrainJobConfig, vocab: Vocabulary) -> dict[str, Any]:
                         "ingest": to_dict(config.ingest), "vocab_sha256": vocab_hash, "init_from": config.init_from})
 
 
-def parse_vocab(url: str, options: StorageOptions | None) -> Vocabulary:
-    """bilm-tf's vocab.txt from any URL; missing specials, duplicates or an empty file name the URL."""
-    text = read_bytes(url, options).decode("utf-8", errors="strict") if url else ""
-    tokens = [t for t in (line.strip() for line in text.split("\n")) if t and t != "!!!MAXTERMID"]
-    if not tokens:
-        raise ElmoError(f"{url}: vocabulary file is empty")
-    return Vocabulary(tokens, source=url)
-
-
 def resolve_vocab(config: TrainJobConfig, out: Location, options: StorageOptions | None) -> tuple[Vocabulary, str]:
     """The configured vocabulary, the fine-tuned model's, or one built from the corpus under <output>/vocab."""
     url = config.vocab
@@ -126,26 +109,16 @@ def resolve_vocab(config: TrainJobConfig, out: Location, options: StorageOptions
                                         max_size=config.vocab_max_size, min_count=config.vocab_min_count,
                                         ingest=config.ingest), options)
         url = resolve(built.output_url, options).join(VOCAB_FILE).url
-    try:
-        return parse_vocab(url, options), url
-    except UnicodeDecodeError as exc:
-        raise ElmoError(f"{url}: vocabulary is not valid UTF-8 (byte {exc.start})") from None
+    return read_vocab(url, options), url
 
 
 def load_init_model(config: TrainJobConfig, vocab: Vocabulary, options: StorageOptions | None) -> Any:
     """The model to fine-tune (its softmax kept when it matches ``vocab``); errors name the URL."""
-    model_dir = resolve(config.init_from, options)
-    with tempfile.TemporaryDirectory(prefix="elmo-init-") as tmp:
-        for name in (OPTIONS_FILE, WEIGHTS_FILE):
-            url = model_dir.join(name).url
-            if not exists(url, options):
-                raise ElmoError(f"init_from {model_dir.url}: not a model directory ({name} is missing)")
-            (Path(tmp) / name).write_bytes(read_bytes(url, options))
-        try:
-            return load_pretrained_lm(Path(tmp) / OPTIONS_FILE, Path(tmp) / WEIGHTS_FILE, vocab,
-                                      config.training.dropout)
-        except ElmoError as exc:
-            raise ElmoError(str(exc).replace(str(Path(tmp)), model_dir.url)) from None
+    try:
+        model = load_model(config.init_from, options)
+    except ElmoError as exc:
+        raise ElmoError(f"init_from {exc}") from None
+    return model.language_model(vocab, config.training.dropout)
 
 
 def latest_checkpoint_meta(store: Location, name: str) -> dict[str, Any] | None:
@@ -166,8 +139,6 @@ def latest_checkpoint_meta(store: Location, name: str) -> dict[str, Any] | None:
 
 def check_existing_run(config: TrainJobConfig, store: Location, key: dict[str, Any]) -> int | None:
     """The step an earlier run of this name reached (it will be continued), after checking it fits."""
-    from pipelines.train.worker import check_resume_key
-
     meta = latest_checkpoint_meta(store, config.name)
     if meta is None:
         return None
@@ -210,7 +181,7 @@ def worker_spec(config: TrainJobConfig, vocab: Vocabulary, n_windows: int, key: 
     """The plain dict every worker receives."""
     return {"run_name": config.name, "training": config.training.to_dict(), "vocab": vocab.tokens,
             "n_windows": n_windows, "has_valid": has_valid, "resume_key": key, "init_model": init_ref,
-            "fault": to_dict(config.testing), "threads": max(1, int(config.cpus_per_worker))}
+            "faults": fault_injection.planned(), "threads": max(1, int(config.cpus_per_worker))}
 
 
 def run_training(config: TrainJobConfig, options: StorageOptions | None = None) -> TrainResult:
@@ -235,16 +206,14 @@ def run_training(config: TrainJobConfig, options: StorageOptions | None = None) 
 def _train_on_ray(config: TrainJobConfig, vocab: Vocabulary, plan: InputPlan, valid_plan: InputPlan | None,
                   init_model: Any, key: dict[str, Any], out: Location, store: Location,
                   options: StorageOptions | None) -> TrainResult:
-    import ray
-
     from pipelines.train import ray_train
     from pipelines.ray_support import clean_errors, ensure_ray
-    from pipelines.train.worker import EXPORT_DIR, train_loop_per_worker
+    from pipelines.train.worker import train_loop_per_worker  # the entry point Ray Train runs on each worker
 
     ensure_ray()
     with clean_errors():
         datasets, n_windows = prepare_datasets(config, plan, valid_plan, options)
-        init_ref = None if init_model is None else ray.put(init_model)
+        init_ref = None if init_model is None else ray_train.put_object(init_model)
         spec = worker_spec(config, vocab, n_windows, key, init_ref, "valid" in datasets)
         trainer = ray_train.make_trainer(
             train_loop_per_worker, spec, datasets, name=config.name, storage=store,

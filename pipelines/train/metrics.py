@@ -11,9 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any
+
+from elmo_model.language_model import perplexity_from_loss
 
 COLUMNS = ["step", "loss", "loss_forward", "loss_backward", "perplexity", "perplexity_forward",
            "perplexity_backward", "tokens", "tokens_per_s", "learning_rate", "grad_norm", "elapsed_s",
@@ -26,10 +27,9 @@ def perplexities(prefix: str, forward_nll: float, backward_nll: float, n_targets
     n = max(n_targets, 1)
     fwd, bwd = forward_nll / n, backward_nll / n
     mean = 0.5 * (fwd + bwd)
-    exp = lambda x: math.exp(x) if x < 700 else float("inf")  # noqa: E731
     return {f"{prefix}loss": mean, f"{prefix}loss_forward": fwd, f"{prefix}loss_backward": bwd,
-            f"{prefix}perplexity": exp(mean), f"{prefix}perplexity_forward": exp(fwd),
-            f"{prefix}perplexity_backward": exp(bwd)}
+            f"{prefix}perplexity": perplexity_from_loss(mean), f"{prefix}perplexity_forward": perplexity_from_loss(fwd),
+            f"{prefix}perplexity_backward": perplexity_from_loss(bwd)}
 
 
 def progress_line(row: dict[str, Any], total_steps: int) -> str:

@@ -1,8 +1,9 @@
 """The version-sensitive Ray Train (V2, Ray 2.60) calls of the training job, in one place.
 
 Driver: :func:`make_trainer` (TorchTrainer + scaling, storage, failure, checkpoint and data
-configs) and :func:`fit`. Worker: :func:`world`, :func:`device`, :func:`dataset`,
-:func:`restored_checkpoint`, :func:`report`, :func:`quiet_report_logs`. Notes that matter (``../shared/RAY_NOTES.md``, beside the checkout):
+configs), :func:`put_object` and :func:`fit`. Worker: :func:`world`, :func:`device`, :func:`dataset`,
+:func:`get_object`, :func:`restored_checkpoint`, :func:`report`, :func:`quiet_report_logs`. Notes that
+matter (``../shared/RAY_NOTES.md``, beside the checkout):
 
 - ``RunConfig(storage_path=...)`` takes the path *without* its scheme when a pyarrow filesystem is
   given (``bucket/prefix`` for ``s3://bucket/prefix``).
@@ -41,6 +42,13 @@ def make_trainer(train_fn: Callable[[dict], None], loop_config: dict, datasets: 
     return TorchTrainer(train_fn, train_loop_config=loop_config, scaling_config=scaling, run_config=run,
                         datasets=datasets, dataset_config=data,
                         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"))
+
+
+def put_object(value: Any) -> Any:
+    """Put ``value`` (e.g. the model to fine-tune) in Ray's object store once; workers :func:`get_object` it."""
+    import ray
+
+    return ray.put(value)
 
 
 def fit(trainer: Any) -> Any:
@@ -82,6 +90,13 @@ def device() -> Any:
     import ray.train.torch
 
     return ray.train.torch.get_device()
+
+
+def get_object(ref: Any) -> Any:
+    """The value behind a :func:`put_object` reference."""
+    import ray
+
+    return ray.get(ref)
 
 
 def dataset(name: str) -> Any:

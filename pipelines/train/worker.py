@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,12 +29,13 @@ from elmo_model.train_config import TrainConfig
 from elmo_model.train_loop import new_model
 from elmo_model.trainer import LmTrainer
 from elmo_model.vocab import Vocabulary
+from pipelines import fault_injection
 from pipelines.train import ray_train
 from pipelines.train.data import BatchPlan, rank_batches, rank_eval_batches
 from pipelines.train.metrics import CSV_FILE, JSON_FILE, PLOT_FILE, MetricsLog, perplexities, progress_line
+from pipelines.train.resume import CHECKPOINT_FILE, EXPORT_DIR, META_FILE, check_resume_key
 
 log = logging.getLogger(__name__)  # Ray Train sends worker logs (root logger, INFO) to the driver's console
-CHECKPOINT_FILE, META_FILE, EXPORT_DIR = "checkpoint.pt", "meta.json", "export"
 
 
 class Autocast(nn.Module):
@@ -61,24 +61,10 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return tensor.tolist()
 
 
-def check_resume_key(saved: dict, wanted: dict, run: str) -> None:
-    """A checkpoint continues only a run with the same model, vocabulary and data settings.
-
-    ``run`` names the run in the message (e.g. ``run 'x' in s3://bucket/ckpt``).
-    """
-    changed = [f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in sorted(set(saved) | set(wanted))
-               if saved.get(k) != wanted.get(k)]
-    if changed:
-        raise ElmoError(f"{run} already has a checkpoint made with other settings ({'; '.join(changed)}); "
-                        "use a new name to start over, or restore those settings to continue it")
-
-
 def build_model(spec: dict, config: TrainConfig, vocab: Vocabulary) -> nn.Module:
     """The starting model: the fine-tuning model the driver loaded, or bilm-tf's initialisation."""
     if spec.get("init_model") is not None:
-        import ray
-
-        return ray.get(spec["init_model"])
+        return ray_train.get_object(spec["init_model"])
     return new_model(config, vocab)
 
 
@@ -156,7 +142,8 @@ class WorkerRun:
         config, trainer = self.config, self.trainer
         batches = rank_batches(self.plan, self._read_epoch, self.position(trainer.step), self.world, self.rank)
         while trainer.step < config.steps:
-            self._maybe_fail()
+            fault_injection.exit_train_worker_once(self.spec.get("faults", fault_injection.NONE), trainer.step + 1,
+                                                   self.rank)
             windows = next(batches)
             n_local = sum(len(w) - 1 for w in windows)
             (n_global,) = all_reduce_sum([n_local], self.device)
@@ -218,20 +205,6 @@ class WorkerRun:
             sums = [sums[0] + m["loss_forward"] * n, sums[1] + m["loss_backward"] * n, sums[2] + n]
         fwd, bwd, n = all_reduce_sum(sums, self.device)
         return perplexities("valid_", fwd, bwd, int(n))
-
-    def _maybe_fail(self) -> None:
-        """Test-only fault injection: rank ``fail_rank`` dies once before step ``fail_at_step``."""
-        fault = self.spec.get("fault") or {}
-        marker = fault.get("marker")
-        if (fault.get("fail_at_step") and self.trainer.step + 1 == fault["fail_at_step"]
-                and self.rank == fault.get("fail_rank", 1) and marker and not os.path.exists(marker)):
-            Path(marker).write_text(f"failed before step {fault['fail_at_step']}\n")
-            log.warning("fault injection: rank %d exits before step %d", self.rank, fault["fail_at_step"])
-            # Ray 2.60 takes a report off a worker's queue before the controller has it: a worker that
-            # dies at that instant loses the report (then Ray resumes from an older checkpoint, still
-            # exactly). Waiting a few health-check intervals keeps the test's resume point fixed.
-            time.sleep(1.0)
-            os._exit(1)
 
     # ---- checkpoints and export -------------------------------------------------------------
 

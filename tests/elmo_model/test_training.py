@@ -12,7 +12,7 @@ from elmo_model.checkpoint import load_checkpoint
 from elmo_model.elmo import Elmo, batch_to_ids
 from elmo_model.errors import ElmoError
 from elmo_model.export import export_model, load_pretrained_lm
-from elmo_model.language_model import BidirectionalLm
+from elmo_model.language_model import BiLmWithSoftmax
 from elmo_model.train_config import TrainConfig
 from elmo_model.train_loop import new_model, train_in_process
 from elmo_model.vocab import Vocabulary
@@ -119,7 +119,7 @@ def test_bad_inputs(tmp_path, tiny_files, vocab):
     (tmp_path / "v.txt").write_text("the\ncat\n")
     with pytest.raises(ElmoError, match="lacks the special tokens"):
         Vocabulary.load(tmp_path / "v.txt")
-    trainer_model = BidirectionalLm(CONFIG.options(), len(vocab))
+    trainer_model = BiLmWithSoftmax(CONFIG.options(), len(vocab))
     export_model(trainer_model, vocab, tmp_path / "export")
     smaller = Vocabulary(vocab.tokens[:-1])
     with pytest.raises(ElmoError, match=r"softmax has \d+ rows .* vocabulary has \d+ tokens"):

@@ -87,3 +87,21 @@ def test_config_arguments_on_a_parser():
     add_config_arguments(parser)
     args = parser.parse_args(["--config", "c.toml", "--set", "a=1", "--set", "b.c=x"])
     assert (args.config, args.overrides) == ("c.toml", ["a=1", "b.c=x"])
+
+
+def test_test_only_faults_are_no_config_keys(monkeypatch):
+    from pipelines import fault_injection
+    from pipelines.embed.job import EmbedJobConfig
+    from pipelines.train.job import TrainJobConfig
+
+    with pytest.raises(ElmoError, match="unknown config key 'testing'"):
+        load_config(TrainJobConfig, overrides=["testing.fail_at_step=3"])
+    with pytest.raises(ElmoError, match="unknown config key 'test_crash_before_commit'"):
+        load_config(EmbedJobConfig, overrides=["test_crash_before_commit=true"])
+    monkeypatch.delenv(fault_injection.ENV_VAR, raising=False)
+    assert fault_injection.planned() == fault_injection.NONE
+    monkeypatch.setenv(fault_injection.ENV_VAR, '{"train_exit_before_step": 5, "train_exit_marker": "/m"}')
+    assert fault_injection.planned() == fault_injection.Faults(train_exit_before_step=5, train_exit_marker="/m")
+    monkeypatch.setenv(fault_injection.ENV_VAR, '{"no_such_fault": 1}')
+    with pytest.raises(ElmoError, match="ELMO_TEST_FAULTS: expected a JSON object"):
+        fault_injection.planned()

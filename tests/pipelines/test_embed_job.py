@@ -13,9 +13,10 @@ from elmo_model.embedder import SentenceEmbedder
 from elmo_model.errors import ElmoError
 from elmo_model.weights import load_bilm
 from pipelines.embed.job import EmbedJobConfig, run_embed
+from pipelines.fault_injection import ENV_VAR
 from pipelines.io.storage import resolve
 
-from pipelines_support import local_ray, local_s3_env
+from pipelines_support import local_ray, local_s3_env, patched_env
 from support import run_elmo
 
 pytestmark = pytest.mark.ray
@@ -117,7 +118,8 @@ def test_incremental_runs_are_exactly_once(env):
 
 def test_actor_killed_mid_run_still_gives_every_sentence_once(env, tmp_path):
     marker = tmp_path / "failed-once"
-    run_embed(_config("s3://out/killed", test_fail_actor_marker=str(marker), batch_size=1))
+    with patched_env({ENV_VAR: json.dumps({"embed_actor_exit_marker": str(marker)})}):
+        run_embed(_config("s3://out/killed", batch_size=1))
     assert marker.exists()  # an actor really died
     table = _read("s3://out/killed")
     keys = sorted(zip(table.column("source").to_pylist(), table.column("line").to_pylist()))
@@ -129,8 +131,8 @@ def test_crash_before_commit_leaves_output_unchanged_and_next_run_completes(env)
     run_embed(_config(output, inputs=("s3://corpus/in/a.txt",)))
     before = _visible(output)
     crashed = run_elmo("embed", "--model", "s3://models/tiny", "--input", "s3://corpus/in", "--output", output,
-                       "--actors", "1,1", "--cpus-per-actor", "0.5", "--set", "test_crash_before_commit=true",
-                       env={"RAY_AUTH_MODE": "disabled"})
+                       "--actors", "1,1", "--cpus-per-actor", "0.5",
+                       env={"RAY_AUTH_MODE": "disabled", ENV_VAR: '{"embed_crash_before_commit": true}'})
     assert crashed.returncode == 17, crashed.stderr[-2000:]
     assert _visible(output) == before
     assert resolve(output).fs.find("out/crash/_staging")  # the crashed run's files, hidden

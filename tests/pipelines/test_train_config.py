@@ -88,7 +88,8 @@ def test_options_vocab_mismatch_on_init_from_names_the_model(files, capsys):
     assert line.startswith(f"elmo train: error: file://{files}/pretrained/weights.hdf5: softmax has 4 rows")
     line = _fails(capsys, "--train", str(files / "corpus.txt"), "--output", str(files / "out"),
                   "--vocab", str(files / "vocab.txt"), "--init-from", str(files))
-    assert line == f"elmo train: error: init_from file://{files}: not a model directory (options.json is missing)"
+    assert line == (f"elmo train: error: init_from file://{files}: not a model directory (options.json is missing; "
+                    "expected options.json and weights.hdf5)")
 
 
 def test_bad_config_key_and_value(files, capsys):
@@ -104,9 +105,10 @@ def test_rerun_with_other_settings_is_refused(files, capsys):
             "--name", "r1"]
     config = load_config(TrainJobConfig, overrides=[f"train={json.dumps(str(files / 'corpus.txt'))}",
                                                     f"vocab={json.dumps(str(files / 'vocab.txt'))}"])
-    from pipelines.train.job import parse_vocab, resume_key
+    from pipelines.io.model_store import read_vocab
+    from pipelines.train.job import resume_key
 
-    key = resume_key(config, parse_vocab(str(files / "vocab.txt"), None))
+    key = resume_key(config, read_vocab(str(files / "vocab.txt")))
     checkpoint = files / "out" / "checkpoints" / "r1" / "checkpoint_000000004"
     checkpoint.mkdir(parents=True)
     (checkpoint / "meta.json").write_text(json.dumps({"step": 4, "resume_key": {**key, "training.batch_size": 8}}))

@@ -16,11 +16,12 @@ from pipelines_support import local_ray, local_s3_env, patched_env
 
 from elmo_model.elmo import Elmo, batch_to_ids
 from elmo_model.errors import ElmoError
-from elmo_model.export import load_pretrained_lm
 from elmo_model.train_config import TrainConfig
 from elmo_model.vocab import Vocabulary
 from pipelines.io import storage
-from pipelines.train.job import FaultInjection, TrainJobConfig, run_training
+from pipelines.io.model_store import load_model
+from pipelines.fault_injection import ENV_VAR
+from pipelines.train.job import TrainJobConfig, run_training
 
 pytestmark = pytest.mark.ray
 
@@ -59,8 +60,8 @@ def _config(tag: str, **kw) -> TrainJobConfig:
 
 
 def _exported(config: TrainJobConfig):
-    vocab = Vocabulary(storage.read_text(config.output + "/vocab.txt").split())
-    return load_pretrained_lm(config.output + "/options.json", config.output + "/weights.hdf5", vocab, dropout=0.0)
+    model = load_model(config.output, with_vocab=True)
+    return model.language_model(model.vocab, dropout=0.0)
 
 
 def test_two_workers_of_b_equal_one_worker_of_2b(s3):
@@ -96,9 +97,10 @@ def _rows(config: TrainJobConfig) -> list[dict]:
 
 def test_worker_death_resumes_from_checkpoint_with_the_same_losses(s3, uninterrupted, tmp_path):
     straight_config, straight = uninterrupted
-    fault = FaultInjection(fail_at_step=5, fail_rank=1, marker=str(tmp_path / "failed-once"))
-    config = _config("faulty", valid=straight_config.valid, testing=fault, training=dict(eval_every=4))
-    result = run_training(config)
+    fault = {"train_exit_before_step": 5, "train_exit_rank": 1, "train_exit_marker": str(tmp_path / "failed-once")}
+    config = _config("faulty", valid=straight_config.valid, training=dict(eval_every=4))
+    with patched_env({ENV_VAR: json.dumps(fault)}):
+        result = run_training(config)
     assert (tmp_path / "failed-once").exists()  # the worker did die
     assert result.resumed_at_steps == [3] and result.metrics["step"] == 8
     expected, got = _rows(straight_config), _rows(config)
@@ -120,7 +122,7 @@ def test_outputs_and_the_exported_model_embeds(s3, uninterrupted):
     assert storage.read_bytes(config.output + "/training_curve.png")[:4] == b"\x89PNG"
     assert storage.read_text(config.output + "/metrics.csv").splitlines()[0].startswith("step,loss,")
     assert "valid_perplexity" in result.metrics and result.metrics["step"] == 8
-    elmo = Elmo(config.output + "/options.json", config.output + "/weights.hdf5", 1, dropout=0.0)
+    elmo = Elmo(load_model(config.output).bilm, 1, dropout=0.0)
     out = elmo(batch_to_ids([["the", "cat", "sat"], ["a", "dog"]]))
     assert out["elmo_representations"][0].shape == (2, 3, 32)
     assert torch.isfinite(out["elmo_representations"][0]).all()

@@ -11,7 +11,8 @@ from elmo_model.train_config import TrainConfig
 from elmo_model.train_loop import new_model
 from elmo_model.trainer import LmTrainer
 from elmo_model.vocab import Vocabulary
-from pipelines.train.worker import Autocast, all_reduce_sum, check_resume_key
+from pipelines.train.resume import check_resume_key
+from pipelines.train.worker import Autocast, all_reduce_sum
 
 SENTENCES = [s.split() for s in ["the cat sat on the mat", "a dog ran", "the dog saw a cat on a mat"]]
 
