@@ -143,7 +143,7 @@ def test_fp32_precision_is_the_default_and_bad_precision_is_refused():
         SentenceEmbedder(model, precision="fp8")
 
 
-def test_default_batch_size_grows_with_the_model():
+def test_default_batch_size_is_bounded_and_grows_with_the_model():
     sizes = {name: default_batch_size(options) for name, options in SHAPES.items()}
     assert all(isinstance(v, int) and v >= 1 for v in sizes.values())
     assert sizes["fixture"] <= sizes["small"] <= sizes["original"]
