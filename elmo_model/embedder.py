@@ -49,8 +49,10 @@ class TokenVectors:
         for b, r in enumerate(rows):
             index[b, : len(r)] = r
         index_t = torch.from_numpy(index).to(self.device)
-        # float32 even when the char-CNN ran under bf16 autocast: the LSTM state stays float32
-        return table[index_t].float(), index_t < len(vocab)  # (batch, T, proj), (batch, T)
+        vectors = table[index_t]  # (batch, T, proj)
+        if vectors.dtype in (torch.bfloat16, torch.float16):  # char-CNN under autocast: the LSTM
+            vectors = vectors.float()  # state (made like the tokens) stays float32
+        return vectors, index_t < len(vocab)  # (batch, T, proj), (batch, T)
 
     def _encode(self, words: list[str]) -> torch.Tensor:
         """Vectors ``(len(words), proj)`` of distinct ``words``, from the cache where possible."""
