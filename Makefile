@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 EXTRAS ?= pipelines,local-s3,dev
 STAMP := $(VENV)/.installed-$(shell echo $(EXTRAS) | tr ',' '-')
 
-.PHONY: setup demo test test-slow test-all bench clean
+.PHONY: setup demo test test-slow test-all bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ test-all: setup
 
 bench: setup
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# GPU-marked tests + GPU throughput (original shape) vs the README projections; skips without CUDA.
+gpu-check: setup
+	PYTHON=$(PY) benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -9,6 +9,8 @@ distinct-token share of a 64 × 25 batch is about what real text gives.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 # Share of English word types (dictionary entries) by length 1..15, roughly; renormalised below.
@@ -62,4 +64,25 @@ def make_sentences(
 def batches(n_batches: int, batch_size: int = 64, seed: int = 0) -> list[list[list[str]]]:
     """``n_batches`` batches of ``batch_size`` sentences (20–30 tokens each)."""
     sentences = make_sentences(n_batches * batch_size, seed=seed)
+    return [sentences[i : i + batch_size] for i in range(0, len(sentences), batch_size)]
+
+
+# The public-domain demo corpus committed with the project (pipelines/data/README.md).
+DEMO_CORPUS = Path(__file__).resolve().parents[1] / "pipelines" / "data" / "demo_corpus.txt"
+
+
+def real_sentences(n_sentences: int, min_tokens: int = 20, max_tokens: int = 30, seed: int = 0) -> list[list[str]]:
+    """``n_sentences`` distinct lines of the demo corpus with ``min_tokens``–``max_tokens``
+    tokens, in a seeded random order (the same for a given seed)."""
+    lines = DEMO_CORPUS.read_text(encoding="utf-8").split("\n")
+    pool = [line.split() for line in lines if min_tokens <= len(line.split()) <= max_tokens]
+    if n_sentences > len(pool):
+        raise ValueError(f"{DEMO_CORPUS.name}: only {len(pool)} lines of {min_tokens}-{max_tokens} tokens")
+    order = np.random.default_rng(seed).permutation(len(pool))[:n_sentences]
+    return [pool[i] for i in order]
+
+
+def real_batches(n_batches: int, batch_size: int = 64, seed: int = 0) -> list[list[list[str]]]:
+    """``n_batches`` batches of ``batch_size`` real sentences (20–30 tokens), no sentence twice."""
+    sentences = real_sentences(n_batches * batch_size, seed=seed)
     return [sentences[i : i + batch_size] for i in range(0, len(sentences), batch_size)]

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 # Column order and headers for the inference rows; other groups show their keys as they come.
 INFERENCE_COLUMNS = {
-    "shape": "shape", "path": "path", "tokens_per_s": "tokens/s", "x_reference": "× reference",
+    "shape": "shape", "path": "path", "tokens_per_s": "tokens/s", "x_batched_reference": "× batched reference",
+    "x_reference": "× per-step oracle",
     "x_plain_batched": "× plain batched", "pct_matmul_ceiling": "% matmul ceiling",
     "max_abs_diff": "max \\|diff\\| to reference", "peak_rss_mb": "peak RSS MB",
     "work_mb": "working MB", "batches": "batches",

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from elmo_model.embedder import SentenceEmbedder
+from elmo_model.embedder import SentenceEmbedder, default_batch_size
 from elmo_model.errors import ElmoError
 from elmo_model.bilm import BiLm
 from elmo_model.local_files import LocalPath, read_bytes
@@ -69,25 +69,30 @@ def dump_embeddings(
     options_file: LocalPath,
     weight_file: LocalPath,
     mode: str = "all",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: str = "cpu",
     stateful: bool = False,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> int:
     """Embed every line of ``input_file`` into ``output_file``; returns the number of sentences.
 
-    The output appears only when complete (written to a temporary name, then renamed).
+    ``batch_size`` None: :func:`~elmo_model.embedder.default_batch_size` of the model, or 64 when
+    ``stateful`` (row ``k`` of a batch continues row ``k`` of the previous one, so the batch size
+    is part of the result there). ``precision``: ``fp32`` | ``bf16`` | ``int8``
+    (:mod:`elmo_model.precision`). The output appears only when complete (written to a
+    temporary name, then renamed).
     """
     _check(mode, batch_size)
     sentences = read_sentences(input_file)
     return write_embeddings(sentences, output_file, load_bilm(options_file, weight_file), mode, batch_size, device,
-                            stateful, progress)
+                            stateful, progress, precision)
 
 
 def _check(mode: str, batch_size: int) -> None:
     if mode not in MODES:
         raise ElmoError(f"mode must be one of {MODES}, got {mode!r}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ElmoError(f"batch size must be positive, got {batch_size}")
 
 
@@ -96,14 +101,20 @@ def write_embeddings(
     output_file: LocalPath,
     bilm: BiLm,
     mode: str = "all",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: str = "cpu",
     stateful: bool = False,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> int:
     """:func:`dump_embeddings` for sentences and a biLM already loaded (no input I/O)."""
     _check(mode, batch_size)
-    embedder = SentenceEmbedder(bilm, _device(device), stateful)
+    if batch_size is None:
+        batch_size = 64 if stateful else default_batch_size(bilm.options)
+    try:
+        embedder = SentenceEmbedder(bilm, _device(device), stateful, precision=precision)
+    except ValueError as exc:
+        raise ElmoError(str(exc)) from None
     target = Path(output_file)
     partial = target.with_name(f"_{target.name}.partial")
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from elmo_model.precision import PRECISIONS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dump", help="embed a file of sentences into hdf5 (the original `elmo` command)")
@@ -16,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--all", dest="mode", action="store_const", const="all", help="all layers (default)")
     mode.add_argument("--top", dest="mode", action="store_const", const="top", help="top layer only")
     mode.add_argument("--average", dest="mode", action="store_const", const="average", help="mean of layers")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int,
+                   help="sentences per forward pass (default: measured per model shape; 64 with --stateful)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default, exact) | bf16 | int8 (CPU): faster, with the error stated in the README")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 helps on a busy machine)")
     p.add_argument("--stateful", action="store_true",
@@ -38,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
                  else parse_sentences(read_bytes(args.input_file), args.input_file))
     model = load_model_files(args.options_file, args.weight_file)
     n = write_embeddings(sentences, args.output_file, model.bilm, args.mode, args.batch_size, args.device,
-                         args.stateful)
+                         args.stateful, precision=args.precision)
     print(f"wrote {n} sentences to {args.output_file}", file=sys.stderr)
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from elmo_model.precision import PRECISIONS
+
 from pipelines.commands.ingest_flags import add_ingest_arguments, ingest_flags
 from pipelines.config import add_config_arguments
 
@@ -27,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", choices=["none", "mean", "max"], help="per token (none, default) or per sentence")
     p.add_argument("--dtype", choices=["float32", "float16"], help="vector dtype (default float32)")
     p.add_argument("--batch-size", type=int, help="sentences per actor call (default 256)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="fp32 (default, exact) | bf16 | int8 (CPU): faster, with the error stated in the README")
     p.add_argument("--actors", type=_min_max, metavar="MIN,MAX", help="actor pool size (default 1,2)")
     p.add_argument("--cpus-per-actor", type=float, help="CPUs reserved per actor (default 1)")
     p.add_argument("--gpus-per-actor", type=float, help="GPUs per actor, fractions allowed (default 0)")
@@ -41,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     flags = {"model": args.model, "inputs": tuple(args.inputs) if args.inputs else None,
              "output": args.output, "layers": args.layers, "pooling": args.pooling, "dtype": args.dtype,
+             "precision": args.precision,
              "batch_size": args.batch_size, "actors": args.actors, "cpus_per_actor": args.cpus_per_actor,
              "gpus_per_actor": args.gpus_per_actor, **ingest_flags(args)}
     config = load_config(EmbedJobConfig, args.config, flags, args.overrides)

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from elmo_model.embedder import SentenceEmbedder
+from elmo_model.embedder import SentenceEmbedder, default_batch_size
 from pipelines import fault_injection
 from pipelines.embed.output import OutputSpec, vectors_column
 from pipelines.io.model_store import load_model
@@ -22,16 +22,18 @@ from pipelines.io.storage import StorageOptions
 class EmbedActor:
     """``__call__(batch: pa.Table) -> pa.Table``; one row per sentence, stateless."""
 
-    def __init__(self, model_url: str, spec: OutputSpec, model_hash: str, sub_batch: int = 64,
+    def __init__(self, model_url: str, spec: OutputSpec, model_hash: str, sub_batch: int | None = None,
                  device: str = "auto", storage: StorageOptions | None = None,
-                 faults: fault_injection.Faults = fault_injection.NONE) -> None:
+                 faults: fault_injection.Faults = fault_injection.NONE, precision: str = "fp32") -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         # The driver loaded this model and computed its digest: a node downloads it once (cache by digest).
         model = load_model(model_url, storage, expected_digest=model_hash)
-        self.embedder = SentenceEmbedder(model.bilm, device)
-        self.autocast = torch.device(device).type == "cuda"
-        self.spec, self.model_hash, self.sub_batch = spec, model_hash, sub_batch
+        self.embedder = SentenceEmbedder(model.bilm, device, precision=precision)
+        # GPU actors in fp32 mode keep their bf16 matrix products (as before); CPU fp32 is exact.
+        self.autocast = torch.device(device).type == "cuda" and precision == "fp32"
+        self.spec, self.model_hash = spec, model_hash
+        self.sub_batch = sub_batch or default_batch_size(model.bilm.options)
         self.dim = self.embedder.bilm.options.output_dim
         self.n_layers = self.embedder.bilm.options.n_layers + 1
         self.faults = faults  # test-only (pipelines.fault_injection)

@@ -22,6 +22,7 @@ from typing import Literal
 import pyarrow as pa
 
 from elmo_model.errors import ElmoError
+from elmo_model.precision import PRECISIONS
 from pipelines import fault_injection
 from pipelines.embed import manifest
 from pipelines.embed.output import OutputSpec
@@ -42,7 +43,8 @@ class EmbedJobConfig:
     pooling: Literal["none", "mean", "max"] = "none"
     dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 256  # sentences per actor call
-    sub_batch: int = 64  # sentences per forward pass inside the actor (sorted by length)
+    sub_batch: int | None = None  # sentences per forward pass in the actor (None: measured per model shape)
+    precision: str = "fp32"  # fp32 | bf16 | int8 (elmo_model.precision; not exact, error in the README)
     actors: tuple[int, ...] = (1, 2)  # MIN,MAX of the autoscaling actor pool
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
@@ -58,8 +60,10 @@ class EmbedJobConfig:
             raise ElmoError("elmo embed needs --model, at least one --input and --output")
         if len(self.actors) != 2 or not 1 <= self.actors[0] <= self.actors[1]:
             raise ElmoError(f"--actors must be MIN,MAX with 1 ≤ MIN ≤ MAX, got {self.actors}")
-        if self.batch_size < 1 or self.sub_batch < 1:
+        if self.batch_size < 1 or (self.sub_batch is not None and self.sub_batch < 1):
             raise ElmoError("--batch-size and sub_batch must be positive")
+        if self.precision not in PRECISIONS:
+            raise ElmoError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         self.spec()
 
 
@@ -75,6 +79,8 @@ def settings_hash(config: EmbedJobConfig, model_hash: str) -> str:
     """What makes old outputs stale besides the input itself: the model and the output settings."""
     relevant = {"model": model_hash, "spec": dataclasses.asdict(config.spec()),
                 "ingest": dataclasses.asdict(config.ingest)}
+    if config.precision != "fp32":  # fp32 runs keep the hashes (and outputs) of earlier versions
+        relevant["precision"] = config.precision
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -135,7 +141,7 @@ def _embed_to_staging(config: EmbedJobConfig, plan: InputPlan, staging: Location
     vectors = keyed.map_batches(
         EmbedActor,
         fn_constructor_kwargs=dict(model_url=config.model, spec=config.spec(), model_hash=digest,
-                                   sub_batch=config.sub_batch, storage=options, faults=faults),
+                                   sub_batch=config.sub_batch, precision=config.precision, storage=options, faults=faults),
         compute=actor_pool(*config.actors),
         batch_size=config.batch_size, batch_format="pyarrow", num_cpus=config.cpus_per_actor,
         num_gpus=config.gpus_per_actor or None)  # Ray Data restarts dead actors and retries their tasks
