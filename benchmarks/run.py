@@ -28,6 +28,7 @@ ROW_MODULES = (
     "benchmarks.precision_bench",  # fp32 / bf16 / int8 inference: speed and error
     "benchmarks.long_line_bench",  # a 100,000-token line: peak memory
     "benchmarks.train_bench",  # training tokens/s, in-process
+    "benchmarks.train_path_bench",  # training tokens/s, fast vs step-by-step path
 )
 EXTRA_MODULES = (
     "benchmarks.train_ray_bench",  # training tokens/s on Ray, 1 and 2 workers

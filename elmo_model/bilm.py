@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from elmo_model.bilm_train import train_forward
 from elmo_model.lstm import LstmState, ProjectedLstm, run_packed
 from elmo_model.options import ElmoOptions
 from elmo_model.token_encoder import CharCnnTokenEncoder
@@ -66,6 +67,10 @@ def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
 class BiLm(nn.Module):
     """Char ids (with ``<S>``/``</S>`` already in place) → the L+1 layer stack."""
 
+    # Under autograd, take the packed training path of :mod:`elmo_model.bilm_train` (same
+    # numbers); False keeps the step-by-step path below (the benchmarks' "current path").
+    fused_training: bool = True
+
     def __init__(self, options: ElmoOptions, dropout: float = 0.0) -> None:
         super().__init__()
         self.options = options
@@ -86,6 +91,8 @@ class BiLm(nn.Module):
         takes the packed inference path (:func:`elmo_model.lstm.run_packed`): same numbers,
         less work.
         """
+        if self.fused_training and torch.is_grad_enabled():
+            return train_forward(self, char_ids, state)
         mask = char_ids[:, :, 0] > 0  # (batch, tokens)
         tokens = self.token_encoder(char_ids)  # (batch, tokens, proj)
         if not torch.is_grad_enabled() and not (self.training and self.dropout):

@@ -103,3 +103,13 @@ def initialize_like_bilm_tf(model: BiLmWithSoftmax) -> None:
             nn.init.zeros_(enc.projection.bias)
         for lstm in [*model.bilm.forward_layers, *model.bilm.backward_layers]:
             lstm.reset_parameters()
+
+
+def set_fast_training(model: BiLmWithSoftmax, enabled: bool = True) -> BiLmWithSoftmax:
+    """Choose the training path: the fast one (default; same losses and gradients) or the
+    step-by-step path it replaced (kept as the reference the tests and benchmarks compare to):
+    trimmed char-CNN, packed LSTM with a hand-written backward, fused softmax loss."""
+    model.bilm.fused_training = enabled
+    model.bilm.token_encoder.trim_training = enabled
+    model.softmax.fused_loss = enabled
+    return model

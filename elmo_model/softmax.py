@@ -64,8 +64,61 @@ class SampledClasses:
     n_tries: int  # draws it took; -1 when every class is in the sample
 
 
+class _LinearSoftmaxNll(torch.autograd.Function):
+    """Per-row ``-log softmax(logits)[target]`` of ``logits = h·Wᵀ + b``, in one ``(N, C)`` buffer.
+
+    ``F.linear`` + ``F.cross_entropy`` allocates the logits, the log-probabilities, a dense
+    one-hot gradient and the ``log_softmax`` gradient (fresh pages each, ~30 MB apiece on PTB)
+    and passes over them several times. Here the logits buffer becomes the log-probabilities in
+    place, and in the backward the softmax minus the one-hot, times the row's gradient.
+
+    Full softmax: ``targets`` are columns. Sampled softmax (``true_weight``/``true_bias`` given):
+    column 0 holds each row's own true-class logit ``h·w_t + b_t`` and columns ``1…`` the shared
+    sampled classes ``W``, ``b`` with ``hits`` (accidental hits) at ``-inf``; the target is column 0.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, true_weight, true_bias, hits):
+        n = hidden.shape[0]
+        if true_weight is None:
+            logits = torch.addmm(bias, hidden, weight.t())  # (N, C)
+            sampled = logits
+        else:
+            logits = hidden.new_empty(n, weight.shape[0] + 1)
+            sampled = logits[:, 1:]
+            torch.addmm(bias, hidden, weight.t(), out=sampled)
+            sampled.masked_fill_(hits, float("-inf"))
+            logits[:, 0] = (hidden * true_weight).sum(1) + true_bias
+            targets = torch.zeros(n, dtype=torch.long, device=hidden.device)
+        torch.log_softmax(logits, dim=1, out=logits)
+        ctx.save_for_backward(hidden, weight, true_weight, logits, targets)
+        return -logits.gather(1, targets.unsqueeze(1)).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        hidden, weight, true_weight, logits, targets = ctx.saved_tensors
+        # softmax from the log-probabilities, in place (their exp; renormalising is exact math)
+        probs = torch.softmax(logits, dim=1, out=logits)
+        probs[torch.arange(len(targets), device=targets.device), targets] -= 1.0
+        probs.mul_(grad.unsqueeze(1))  # dL/dlogits
+        d_sampled = probs if true_weight is None else probs[:, 1:]
+        d_hidden = d_sampled @ weight
+        d_weight = d_sampled.t() @ hidden
+        d_bias = d_sampled.sum(0)
+        d_true_weight = d_true_bias = None
+        if true_weight is not None:
+            d_true_bias = probs[:, 0]
+            d_hidden.addcmul_(d_true_bias.unsqueeze(1), true_weight)
+            d_true_weight = d_true_bias.unsqueeze(1) * hidden
+        return d_hidden, d_weight, d_bias, None, d_true_weight, d_true_bias, None
+
+
 class LmSoftmax(nn.Module):
     """``logits = h · Wᵀ + b`` over the vocabulary; ``W`` is ``(n_vocab, dim)`` as in bilm-tf."""
+
+    # :class:`_LinearSoftmaxNll` for the loss (same numbers); False keeps ``F.linear`` +
+    # ``F.cross_entropy`` / ``log_softmax`` (the benchmarks' "current path").
+    fused_loss: bool = True
 
     def __init__(self, n_vocab: int, dim: int) -> None:
         super().__init__()
@@ -80,6 +133,8 @@ class LmSoftmax(nn.Module):
 
     def full_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Summed negative log-likelihood of ``targets (N,)`` given ``hidden (N, dim)``."""
+        if self.fused_loss:
+            return _LinearSoftmaxNll.apply(hidden, self.weight, self.bias, targets, None, None, None).sum()
         return F.cross_entropy(F.linear(hidden, self.weight, self.bias), targets, reduction="sum")
 
     def sample(self, n_samples: int, generator: torch.Generator | None = None) -> SampledClasses:
@@ -88,6 +143,14 @@ class LmSoftmax(nn.Module):
 
     def sampled_nll(self, hidden: torch.Tensor, targets: torch.Tensor, sampled: SampledClasses) -> torch.Tensor:
         """Summed sampled-softmax loss (TF's ``sampled_softmax_loss`` with accidental hits removed)."""
+        hits = targets.unsqueeze(1) == sampled.ids.unsqueeze(0)  # (N, S) accidental hits
+        if self.fused_loss:
+            true_bias, sampled_bias = self.bias[targets], self.bias[sampled.ids]
+            if sampled.n_tries >= 0:  # log-Q correction, folded into the biases
+                true_bias = true_bias - torch.log(self.sampler.expected_count(targets, sampled.n_tries))
+                sampled_bias = sampled_bias - torch.log(self.sampler.expected_count(sampled.ids, sampled.n_tries))
+            return _LinearSoftmaxNll.apply(hidden, self.weight[sampled.ids], sampled_bias, None,
+                                           self.weight[targets], true_bias, hits).sum()
         true_logits = (hidden * self.weight[targets]).sum(-1) + self.bias[targets]  # (N,)
         sampled_logits = F.linear(hidden, self.weight[sampled.ids], self.bias[sampled.ids])  # (N, S)
         if sampled.n_tries >= 0:  # log-Q correction (none when every class was taken: Q = 1)
@@ -95,7 +158,6 @@ class LmSoftmax(nn.Module):
             sampled_logits = sampled_logits - torch.log(
                 self.sampler.expected_count(sampled.ids, sampled.n_tries)
             )
-        hits = targets.unsqueeze(1) == sampled.ids.unsqueeze(0)  # (N, S) accidental hits
         sampled_logits = sampled_logits.masked_fill(hits, float("-inf"))
         logits = torch.cat([true_logits.unsqueeze(1), sampled_logits], dim=1)  # true class is column 0
         return -torch.log_softmax(logits, dim=1)[:, 0].sum()

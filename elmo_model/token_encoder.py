@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -32,6 +34,10 @@ class Highway(nn.Module):
 class CharCnnTokenEncoder(nn.Module):
     """Maps char ids ``(..., max_chars)`` to token vectors ``(..., projection_dim)``."""
 
+    # Under autograd, convolve only the windows that can matter (:func:`pool_trimmed_autograd`,
+    # same loss and gradients); False convolves all ``max_chars`` positions (the "current path").
+    trim_training: bool = True
+
     def __init__(self, options: ElmoOptions) -> None:
         super().__init__()
         # Row 0 is the padding id (a position without a token); the file's rows start at 1.
@@ -49,12 +55,15 @@ class CharCnnTokenEncoder(nn.Module):
     def encode_distinct(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Encode rows of char ids ``(n, max_chars)`` → ``(n, projection_dim)``, in chunks.
 
-        Without autograd the convolutions take the fast route of :func:`pool_trimmed` below
-        (same numbers, less work); with autograd, plain ``Conv1d`` over every character.
+        Without autograd the convolutions take the fast route of :func:`pool_trimmed` (same
+        numbers, less work); with autograd :func:`pool_trimmed_autograd` (``trim_training``) or
+        plain ``Conv1d`` over every character.
         """
         if char_ids.shape[0] == 0:
             return char_ids.new_zeros((0, self.output_dim), dtype=self.char_embedding.weight.dtype)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and self.trim_training:
+            pooled = pool_trimmed_autograd(self, char_ids, CONV_CHUNK_TOKENS)
+        elif torch.is_grad_enabled():
             pooled = torch.cat([self._pool_conv1d(chunk) for chunk in char_ids.split(CONV_CHUNK_TOKENS)])
         else:
             pooled = pool_trimmed(self, char_ids, CONV_CHUNK_TOKENS)
@@ -170,3 +179,50 @@ def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: in
     out = torch.empty_like(stacked)
     out[order] = stacked
     return out + bias
+
+
+def pool_trimmed_autograd(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: int) -> torch.Tensor:
+    """:func:`pool_trimmed` for training: the same windows, differentiable, ``(n, n_filters)``.
+
+    Why trimming is exact, gradients included. Write ``L`` for a row's last non-padding position
+    (1-based). Every window starting at ``p ≥ L`` holds only the in-token padding character:
+    they all have the same input, hence the same value per filter. ``_pool_conv1d`` keeps them
+    all; this keeps one or more (starts up to the chunk's longest row + 1) and masks out windows
+    that would run past ``max_chars``, which do not exist there. Windows touching real characters
+    are the same set in both, so the max is the same. ``amax``'s gradient goes to the positions
+    attaining the max, split evenly; copies of the padding window have the same input, so
+    whatever their number, the gradient reaching the filter weights and the padding character's
+    embedding row is the same sum. (Only an exact tie between *different* windows, probability
+    zero for real-valued weights, would be split differently.)
+
+    Windows are built from shifted slices (cheap to differentiate, unlike ``as_strided``), and
+    every filter width is one matrix product against :func:`_stacked_kernel`.
+    """
+    n, max_chars = char_ids.shape
+    kernel, bias, widths = _stacked_kernel(encoder.convolutions)
+    max_width = int(widths.max())
+    position = torch.arange(1, max_chars + 1, device=char_ids.device)
+    lengths = ((char_ids != PAD_ID) * position).amax(dim=1)  # last non-padding char, 1-based
+    order = torch.argsort(lengths)
+    sorted_ids, sorted_lengths = char_ids[order], lengths[order].tolist()
+    tail = sorted_ids.new_full((1, max_width - 1), PAD_ID)
+    pooled = []
+    start = 0
+    while start < n:
+        # A chunk's rows are at most about twice as long as its first: one long row (e.g. an
+        # all-zero padding position, "length" max_chars) does not widen a chunk of short ones.
+        limit = max(2 * sorted_lengths[start], 16)
+        end = max(start + 1, bisect.bisect_right(sorted_lengths, limit, start, min(start + chunk, n)))
+        ids = sorted_ids[start:end]
+        k, start = ids.shape[0], end
+        span = min(max_chars, sorted_lengths[end - 1] + 1)  # window starts kept
+        padded = torch.cat([ids[:, :span], tail.expand(k, -1)], dim=1)  # (k, span + max_width - 1)
+        chars = encoder.char_embedding(padded)  # (k, span + max_width - 1, char_dim)
+        # (k, span, max_width·char_dim): window p is chars[p : p + max_width] flattened
+        windows = torch.cat([chars[:, offset : offset + span] for offset in range(max_width)], dim=2)
+        conv = (windows.reshape(k * span, -1) @ kernel).view(k, span, -1)  # (k, span, n_filters)
+        if span - 1 + max_width > max_chars:  # windows running past max_chars: not in the original
+            starts = torch.arange(span, device=conv.device).unsqueeze(1)  # (span, 1)
+            conv = conv.masked_fill(starts + widths.unsqueeze(0) > max_chars, float("-inf"))
+        pooled.append(conv.amax(dim=1))
+    return torch.cat(pooled)[torch.argsort(order)] + bias
