@@ -46,7 +46,7 @@ def measure_ray(preset: str, steps: int, workers: int, cpus_per_worker: float, b
 
     with tempfile.TemporaryDirectory(prefix="elmo-train-bench-") as tmp:
         corpus, vocab = _write_inputs(Path(tmp), batch_size * workers * (steps + 2))
-        training = TrainConfig(model=preset, batch_size=batch_size, softmax="sampled", steps=steps,
+        training = TrainConfig(model=preset, batch_size=batch_size, softmax="sampled", steps=steps, optimizer="adagrad",
                                log_every=log_every, max_tokens=100)
         config = TrainJobConfig(name=f"bench-{uuid.uuid4().hex[:8]}", train=(corpus,), vocab=vocab,
                                 output=f"{tmp}/model", num_workers=workers, cpus_per_worker=cpus_per_worker,

@@ -1,4 +1,4 @@
-"""Training checkpoints: model, optimizer, step, config, vocabulary and RNG state in one file.
+"""Training checkpoints: model, optimizer, step, generators, config and vocabulary in one file.
 
 Written with ``torch.save`` and read back with ``torch.load(weights_only=True)`` — the file holds
 only tensors and plain Python data, so loading it never runs code.
@@ -19,14 +19,6 @@ from elmo_model.local_files import write_atomically
 FORMAT = "elmo-ray-checkpoint/1"
 
 
-def rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state()}
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-
-
 def save_checkpoint(path: str | os.PathLike, trainer_state: dict, config: dict, vocab: list[str],
                     extra: dict | None = None) -> None:
     """Write a checkpoint file atomically. ``trainer_state`` is ``LmTrainer.state_dict()``."""
@@ -35,7 +27,6 @@ def save_checkpoint(path: str | os.PathLike, trainer_state: dict, config: dict, 
         **trainer_state,
         "config": config,
         "vocab": list(vocab),
-        "rng": rng_state(),
         "extra": extra or {},
     }
     write_atomically(path, lambda tmp: torch.save(payload, tmp))

@@ -1,29 +1,34 @@
-"""One training step, evaluation and the optimizer: the pieces both training loops share.
+"""One training step, evaluation and the optimizer: what the training loop (:mod:`elmo_model.train_loop`)
+does per step, in this process or as one of W data-parallel workers.
 
-The in-process loop (:mod:`elmo_model.train_loop`) and the Ray Train job call the same
-:class:`LmTrainer`; the Ray job only passes a DDP-wrapped module and the global target count.
+The trainer owns everything a checkpoint must restore besides the data position: model,
+optimizer, step, the random generators (:class:`elmo_model.train_rng.TrainRng`) and, in stream
+mode, the LSTM state carried into the next batch. The learning rate is a function of the step
+(:meth:`TrainConfig.learning_rate_at`), set before each optimizer step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
 from elmo_model.batching import Batch
-from elmo_model.language_model import BiLmWithSoftmax, LmLoss
+from elmo_model.bilm import BiLmState
+from elmo_model.language_model import BiLmWithSoftmax, LmLoss, perplexity_from_loss
+from elmo_model.stream import StreamLm, target_counts
 from elmo_model.train_config import TrainConfig
+from elmo_model.train_rng import TrainRng
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    lr = config.learning_rate_at(1)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    return torch.optim.Adagrad(
-        params, lr=config.learning_rate, initial_accumulator_value=config.adagrad_initial_accumulator
-    )
+        return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    return torch.optim.Adagrad(params, lr=lr, initial_accumulator_value=config.adagrad_initial_accumulator)
 
 
 def to_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,42 +37,88 @@ def to_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.
     return char_ids, token_ids
 
 
+def local_counts(batch: Batch) -> tuple[int, int]:
+    """Targets per direction in a batch (sentence or stream), known before the forward pass."""
+    if "forward_mask" in batch:
+        return target_counts(batch)
+    n = int((batch["char_ids"][:, 1:, 0] > 0).sum())
+    return n, n
+
+
+def direction_metrics(forward_nll: float, backward_nll: float, n_forward: int, n_backward: int,
+                      prefix: str = "") -> dict[str, float]:
+    """Mean loss and perplexity per direction and their mean."""
+    fwd, bwd = forward_nll / max(n_forward, 1), backward_nll / max(n_backward, 1)
+    mean = 0.5 * (fwd + bwd)
+    return {f"{prefix}loss_forward": fwd, f"{prefix}loss_backward": bwd, f"{prefix}loss": mean,
+            f"{prefix}perplexity_forward": perplexity_from_loss(fwd),
+            f"{prefix}perplexity_backward": perplexity_from_loss(bwd), f"{prefix}perplexity": perplexity_from_loss(mean)}
+
+
 class LmTrainer:
-    """Owns the model, the optimizer and the step counter."""
+    """Owns the model, the optimizer, the step counter, the generators and the carried stream state.
+
+    ``wrap`` wraps the module the forward pass goes through (DDP, autocast); gradients and the
+    optimizer act on ``model``'s parameters.
+    """
 
     def __init__(self, model: BiLmWithSoftmax, config: TrainConfig, device: str | torch.device = "cpu",
-                 forward_module: nn.Module | None = None, rank: int = 0) -> None:
+                 wrap: Callable[[nn.Module], nn.Module] | None = None, rank: int = 0) -> None:
         self.model = model.to(device)
-        self.forward_module = forward_module or self.model  # e.g. the DDP wrapper
         self.config = config
         self.device = torch.device(device)
+        inner = StreamLm(self.model) if config.mode == "stream" else self.model
+        self.forward_module = wrap(inner) if wrap is not None else inner
         self.optimizer = make_optimizer(self.model, config)
         self.step = 0
         self.rank = rank
+        self.rng = TrainRng(config.seed, rank, self.device)
+        self.stream_state: BiLmState | None = None
         self.sampled = config.uses_sampled_softmax(model.softmax.n_vocab)
 
     def _negatives(self):
-        """The step's negative classes: seeded by (seed, step), so every worker draws the same."""
+        """The step's negative classes, from the sampling generator (the same on every worker)."""
         if not self.sampled:
             return None
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
-        return self.model.softmax.sample(self.config.n_negative_samples_batch, generator)
+        return self.model.softmax.sample(self.config.n_negative_samples_batch, self.rng.sampling)
 
-    def train_step(self, batch: Batch, loss_scale: float = 1.0) -> dict[str, float]:
-        """One optimizer step on ``batch``. ``loss_scale`` lets DDP turn per-worker means into the
-        global mean (world_size · local_targets / global_targets)."""
+    def _forward(self, batch: Batch, sampled) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.mode != "stream":
+            loss: LmLoss = self.forward_module(*to_tensors(batch, self.device), sampled)
+            return loss.forward_nll, loss.backward_nll
+        tensors = [torch.as_tensor(batch[k]).to(self.device) for k in
+                   ("char_ids", "forward_targets", "backward_targets", "forward_mask", "backward_mask")]
+        tensors[0] = tensors[0].long()
+        out = self.forward_module(*tensors, self.stream_state, sampled)
+        self.stream_state = out.state
+        return out.forward_nll, out.backward_nll
+
+    def train_step(self, batch: Batch, world_size: int = 1,
+                   global_counts: tuple[int, int] | None = None) -> dict[str, float]:
+        """One optimizer step on this worker's ``batch``.
+
+        The objective is the mean over every target of the step in each direction, averaged over
+        the two directions: with ``global_counts`` (targets per direction summed over the
+        ``world_size`` workers) each worker scales its sums so that DDP's averaged gradient is
+        exactly that of one worker holding every batch of the step.
+        """
         self.forward_module.train()
-        # Dropout masks from (seed, rank, step): a resumed run draws exactly what it would have.
-        torch.manual_seed(hash((self.config.seed, self.rank, self.step)) & 0x7FFF_FFFF_FFFF)
-        char_ids, token_ids = to_tensors(batch, self.device)
-        loss: LmLoss = self.forward_module(char_ids, token_ids, self._negatives())
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss.loss * loss_scale).backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        n_forward, n_backward = local_counts(batch)
+        total_forward, total_backward = global_counts or (n_forward, n_backward)
+        lr = self.config.learning_rate_at(self.step + 1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self.rng.dropout_scope():
+            forward_nll, backward_nll = self._forward(batch, self._negatives())
+            objective = 0.5 * world_size * (forward_nll / max(total_forward, 1) + backward_nll / max(total_backward, 1))
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.resolved_clip_norm)
         self.optimizer.step()
         self.step += 1
-        metrics = loss.metrics()
-        metrics.update(step=self.step, grad_norm=float(grad_norm), learning_rate=self.learning_rate)
+        metrics = direction_metrics(float(forward_nll.detach()), float(backward_nll.detach()), n_forward, n_backward)
+        metrics.update(n_targets=n_forward, n_targets_backward=n_backward, step=self.step,
+                       grad_norm=float(grad_norm), learning_rate=lr)
         return metrics
 
     @property
@@ -76,7 +127,7 @@ class LmTrainer:
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Batch]) -> dict[str, float]:
-        """Perplexity per direction with the full softmax, pooled over all targets."""
+        """Perplexity per direction with the full softmax, pooled over all targets (sentence windows)."""
         self.model.eval()
         forward_nll = backward_nll = 0.0
         n_targets = 0
@@ -88,12 +139,22 @@ class LmTrainer:
         return LmLoss(torch.tensor(forward_nll), torch.tensor(backward_nll), n_targets).metrics()
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step}
+        """Model, optimizer, step and this worker's generators and carried state."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                 "rng": self.rng.state_dict()}
+        if self.stream_state is not None:
+            state["stream_state"] = {"h": self.stream_state.h.cpu(), "c": self.stream_state.c.cpu()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        if "rng" in state:
+            self.rng.load_state_dict(state["rng"])
+        stream = state.get("stream_state")
+        self.stream_state = None if stream is None else BiLmState(stream["h"].to(self.device),
+                                                                 stream["c"].to(self.device))
 
 
 def unigram_perplexity(train_ids: np.ndarray, eval_ids: np.ndarray, n_vocab: int) -> float:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from elmo_model.batch_plan import WHOLE_SENTENCES
 from elmo_model.errors import ElmoError
 from elmo_model.export import OPTIONS_FILE, VOCAB_FILE, WEIGHTS_FILE
 from elmo_model.train_config import TrainConfig
@@ -30,7 +31,7 @@ from pipelines.config import to_dict, write_config
 from pipelines.ingest.reader import IngestConfig, InputPlan, plan_inputs
 from pipelines.io.model_store import load_model, read_vocab
 from pipelines.io.storage import Location, StorageOptions, check_output, exists, resolve, write_bytes
-from pipelines.train.metrics import CSV_FILE, JSON_FILE, PLOT_FILE
+from elmo_model.train_log import CSV_FILE, JSON_FILE, PLOT_FILE
 from pipelines.train.resume import EXPORT_DIR, check_resume_key
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ def resume_key(config: TrainJobConfig, vocab: Vocabulary) -> dict[str, Any]:
     """What a checkpoint must share with this config to be continued (model, vocabulary, data order)."""
     t = config.training
     vocab_hash = hashlib.sha256(vocab.to_text().encode()).hexdigest()[:16]
-    return _normalized({"training.model": t.model, "training.model_overrides": t.model_overrides,
+    stream = {"training.mode": t.mode, "num_workers": config.num_workers} if t.mode == "stream" else {}
+    return _normalized({**stream, "training.model": t.model, "training.model_overrides": t.model_overrides,
                         "training.optimizer": t.optimizer, "training.batch_size": t.batch_size,
                         "training.max_tokens": t.max_tokens, "training.seed": t.seed, "train": list(config.train),
                         "ingest": to_dict(config.ingest), "vocab_sha256": vocab_hash, "init_from": config.init_from})
@@ -163,7 +165,8 @@ def prepare_datasets(config: TrainJobConfig, plan: InputPlan, valid_plan: InputP
     from pipelines.train.data import prepare_windows
 
     t = config.training
-    train, n_windows = prepare_windows(plan, config.ingest, t.max_tokens, t.seed, shuffle=True, options=options)
+    items = WHOLE_SENTENCES if t.mode == "stream" else t.max_tokens  # stream mode: whole sentences, in order
+    train, n_windows = prepare_windows(plan, config.ingest, items, t.seed, shuffle=True, options=options)
     if n_windows == 0:
         raise ElmoError(f"{', '.join(config.train)}: the training corpus has no sentences")
     datasets = {"train": train}

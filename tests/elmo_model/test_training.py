@@ -133,26 +133,30 @@ def test_bad_inputs(tmp_path, tiny_files, vocab):
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
-def test_trained_on_real_text_beats_unigram_perplexity_by_far():
-    """300 steps on public-domain prose (the demo corpus): held-out perplexity far below unigram."""
+def test_the_tiny_config_as_shipped_beats_unigram_on_held_out_text():
+    """pipelines/configs/train_tiny.toml's training settings on the demo corpus without its last
+    1,000 sentences (other sections of its books and addresses), held out: per-sentence perplexity
+    below 0.75 × an add-one unigram over the same vocabulary, in both directions. One process with
+    the config's global batch (W workers × b windows = one worker × W·b, tested in test_train_ray)."""
+    import dataclasses
     from pathlib import Path
 
     from elmo_model.train_loop import eval_batches
     from elmo_model.trainer import unigram_perplexity
+    from pipelines.config import load_config
+    from pipelines.train.job import TrainJobConfig
 
-    corpus = Path(__file__).parents[2] / "pipelines" / "data" / "demo_corpus.txt"
+    root = Path(__file__).parents[2]
+    job = load_config(TrainJobConfig, str(root / "pipelines/configs/train_tiny.toml"), {}, [])
+    config = dataclasses.replace(job.training, batch_size=job.training.batch_size * job.num_workers)
+    corpus = root / "pipelines" / "data" / "demo_corpus.txt"
     sentences = [line.split() for line in corpus.read_text(encoding="utf-8").split("\n") if line.strip()]
-    train = [s for s in sentences[:6000] if len(s) <= 40]
-    held_out = sentences[-300:]
-    vocab = Vocabulary.from_counts(Counter(t for s in train for t in s), max_size=2000)
-    config = TrainConfig(
-        steps=300, batch_size=32, optimizer="adamw", learning_rate=0.004, dropout=0.0, max_tokens=42,
-        model_overrides=dict(projection_dim=64, lstm_dim=256, filters=((1, 32), (2, 32), (3, 64), (4, 64)),
-                             char_embedding_dim=8, n_highway=1),
-    )
+    train, held_out = sentences[:-1000], sentences[-1000:]
+    vocab = Vocabulary.from_counts(Counter(t for s in train for t in s), max_size=job.vocab_max_size)
+    torch.set_num_threads(1)
     trainer = train_in_process(config, train, vocab)
     result = trainer.evaluate(eval_batches(held_out, vocab, config))
     ids = lambda group: np.concatenate([vocab.encode([*s, "</S>"]) for s in group])  # noqa: E731
     unigram = unigram_perplexity(ids(train), ids(held_out), len(vocab))
-    assert result["perplexity_forward"] < 0.6 * unigram
-    assert result["perplexity_backward"] < 0.6 * unigram
+    assert result["perplexity_forward"] < 0.75 * unigram
+    assert result["perplexity_backward"] < 0.75 * unigram

@@ -61,4 +61,4 @@ def test_train_command_end_to_end(s3, tmp_path):
                       f"{model}/options.json", "--weight-file", f"{model}/weights.hdf5", "--top")
     assert dumped.returncode == 0, dumped.stderr
     with h5py.File(tmp_path / "out.hdf5") as f:
-        assert f["0"].shape == (4, 32) and f["1"].shape == (5, 32)
+        assert f["0"].shape == (4, 128) and f["1"].shape == (5, 128)  # train_tiny.toml: projection 64

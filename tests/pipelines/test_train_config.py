@@ -96,7 +96,7 @@ def test_bad_config_key_and_value(files, capsys):
     line = _fails(capsys, "--train", "x.txt", "--output", "out", "--set", "training.lerning_rate=0.1")
     assert line.startswith("elmo train: error: unknown config key 'training.lerning_rate' (known keys: training.model,")
     line = _fails(capsys, "--train", "x.txt", "--output", "out", "--set", "training.optimizer=sgd")
-    assert line == "elmo train: error: optimizer must be one of ('adagrad', 'adamw'), got 'sgd'"
+    assert line == "elmo train: error: optimizer must be one of ('adamw', 'adagrad'), got 'sgd'"
     assert _fails(capsys, "--output", "out").startswith("elmo train: error: elmo train needs `train`")
 
 

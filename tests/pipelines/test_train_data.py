@@ -8,8 +8,8 @@ import pytest
 
 from elmo_model.batching import sentence_windows
 from elmo_model.errors import ElmoError
-from pipelines.train.data import (POOL_BATCHES, BatchPlan, global_batches, rank_batches, rank_eval_batches,
-                                  window_table)
+from elmo_model.batch_plan import POOL_BATCHES, BatchPlan, global_batches, rank_batches, rank_eval_batches
+from pipelines.train.data import ArrowPool, table_windows, window_table
 
 
 def _windows(n: int, seed: int = 0) -> pa.Table:
@@ -22,7 +22,7 @@ def _windows(n: int, seed: int = 0) -> pa.Table:
 def _reader(table: pa.Table, plan: BatchPlan):
     def read_epoch():
         for start in range(0, table.num_rows, plan.pool_size):
-            yield table.slice(start, plan.pool_size)
+            yield ArrowPool(table.slice(start, plan.pool_size))
     return read_epoch
 
 
@@ -49,9 +49,9 @@ def test_every_window_once_per_epoch_in_length_sorted_batches():
     plan = BatchPlan(table.num_rows, batch_size=4, seed=3)
     epoch = list(itertools.islice(global_batches(plan, _reader(table, plan), 0), plan.batches_per_epoch))
     assert [g for g, _, _ in epoch] == list(range(plan.batches_per_epoch))
-    seen = sorted(i for _, pool, idx in epoch for i in _ids(pool.column("tokens").take(idx).to_pylist()))
+    seen = sorted(i for _, pool, idx in epoch for i in _ids(pool.take(idx)))
     assert seen == list(range(table.num_rows))
-    spreads = [np.ptp(pool.column("n_tokens").to_numpy()[idx]) for _, pool, idx in epoch]
+    spreads = [np.ptp(pool.lengths()[idx]) for _, pool, idx in epoch]
     assert np.mean(spreads) < 2  # batches of similar length (random batches would spread ~20)
     second = list(itertools.islice(global_batches(plan, _reader(table, plan), plan.batches_per_epoch), 5))
     assert [g for g, _, _ in second] == list(range(plan.batches_per_epoch, plan.batches_per_epoch + 5))
@@ -87,5 +87,5 @@ def test_changed_data_is_detected():
 
 def test_eval_batches_are_shared_out_round_robin():
     tables = [pa.table({"tokens": [[f"w{j}"]]}) for j in range(7)]
-    assert [b[0][0] for b in rank_eval_batches(tables, 3, 1)] == ["w1", "w4"]
-    assert sum(len(list(rank_eval_batches(tables, 3, r))) for r in range(3)) == 7
+    assert [b[0][0] for b in rank_eval_batches(table_windows(tables), 3, 1)] == ["w1", "w4"]
+    assert sum(len(list(rank_eval_batches(table_windows(tables), 3, r))) for r in range(3)) == 7

@@ -152,3 +152,43 @@ def test_rerun_of_a_finished_run_with_more_steps_continues_it(s3, uninterrupted)
 def test_empty_corpus_is_one_error_before_training(s3):
     with pytest.raises(ElmoError, match=r"s3://trainray/blank.txt: the training corpus has no sentences"):
         run_training(_config("blank", train=("s3://trainray/blank.txt",)))
+
+
+def _losses(config: TrainJobConfig) -> list[tuple[float, float]]:
+    return [(r["loss_forward"], r["loss_backward"]) for r in _rows(config)]
+
+
+def test_stream_mode_worker_death_resumes_with_the_same_losses(s3, tmp_path):
+    """2 workers × 2 streams each, state carried; rank 1 dies before step 5 and the run resumes at 3."""
+    stream = dict(mode="stream", max_tokens=6)
+    straight = _config("stream", training=stream)
+    run_training(straight)
+    fault = {"train_exit_before_step": 5, "train_exit_rank": 1, "train_exit_marker": str(tmp_path / "failed")}
+    faulty = _config("streamfault", training=stream)
+    with patched_env({ENV_VAR: json.dumps(fault)}):
+        result = run_training(faulty)
+    assert (tmp_path / "failed").exists() and result.resumed_at_steps == [3]
+    assert [r["step"] for r in _rows(faulty)] == list(range(1, 9))
+    np.testing.assert_allclose(_losses(faulty), _losses(straight), rtol=1e-6)
+    for name, value in _exported(straight).state_dict().items():
+        torch.testing.assert_close(_exported(faulty).state_dict()[name], value, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["sentence", "stream"])
+def test_one_ray_worker_is_the_in_process_loop(s3, mode):
+    """The Ray job with one worker and train_in_process on the same lines train the same steps."""
+    from elmo_model.train_loop import train_in_process
+
+    config = _config(f"one-{mode}", train=("s3://trainray/corpus/a.txt",), num_workers=1, training=dict(mode=mode))
+    run_training(config)
+    sentences = [line.split() for line in storage.read_text("s3://trainray/corpus/a.txt").splitlines()]
+    vocab = Vocabulary(storage.read_text(config.vocab).split())
+    rows: list[dict] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the worker (threads = its CPUs): the same summation order
+    try:
+        train_in_process(config.training, sentences, vocab, on_metrics=rows.append,
+                         source="s3://trainray/corpus/a.txt")
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose([(r["loss_forward"], r["loss_backward"]) for r in rows], _losses(config), rtol=1e-6)

@@ -1,4 +1,4 @@
-"""Pieces of the Ray Train worker that need no Ray: autocast wrapper, reductions, resume checks."""
+"""Pieces of the Ray Train worker that need no Ray: autocast wrapper, the single-process collective, resume checks."""
 
 from collections import Counter
 
@@ -12,7 +12,8 @@ from elmo_model.train_loop import new_model
 from elmo_model.trainer import LmTrainer
 from elmo_model.vocab import Vocabulary
 from pipelines.train.resume import check_resume_key
-from pipelines.train.worker import Autocast, all_reduce_sum
+from elmo_model.train_loop import SingleProcess
+from pipelines.train.worker import Autocast
 
 SENTENCES = [s.split() for s in ["the cat sat on the mat", "a dog ran", "the dog saw a cat on a mat"]]
 
@@ -24,14 +25,18 @@ def test_autocast_wrapper_trains_like_the_plain_model():
     config = TrainConfig(dropout=0.0, batch_size=3)
     plain = LmTrainer(new_model(config, vocab), config).train_step(batch)
     model = new_model(config, vocab)
-    wrapped = LmTrainer(model, config, forward_module=Autocast(model, device_type="cpu")).train_step(batch)
+    wrapped = LmTrainer(model, config, wrap=lambda m: Autocast(m, device_type="cpu")).train_step(batch)
     assert wrapped["n_targets"] == plain["n_targets"]
     assert wrapped["loss"] == pytest.approx(plain["loss"], rel=2e-2)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_all_reduce_without_a_process_group_is_the_identity():
-    assert all_reduce_sum([1.5, 2.0, 3], torch.device("cpu")) == [1.5, 2.0, 3]
+def test_the_collective_of_one_process_is_the_identity():
+    one = SingleProcess()
+    assert (one.rank, one.world_size) == (0, 1)
+    assert one.all_reduce_sum([1.5, 2.0, 3]) == [1.5, 2.0, 3]
+    t = torch.arange(3)
+    assert one.all_gather(t)[0] is t
 
 
 def test_resume_key_mismatch_lists_every_change():

@@ -14,22 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from elmo_model.language_model import perplexity_from_loss
 
 COLUMNS = ["step", "loss", "loss_forward", "loss_backward", "perplexity", "perplexity_forward",
            "perplexity_backward", "tokens", "tokens_per_s", "learning_rate", "grad_norm", "elapsed_s",
            "valid_loss", "valid_perplexity", "valid_perplexity_forward", "valid_perplexity_backward"]
 CSV_FILE, JSON_FILE, PLOT_FILE = "metrics.csv", "metrics.json", "training_curve.png"
-
-
-def perplexities(prefix: str, forward_nll: float, backward_nll: float, n_targets: int) -> dict[str, float]:
-    """Loss and perplexity per direction and their mean, from summed NLLs over ``n_targets``."""
-    n = max(n_targets, 1)
-    fwd, bwd = forward_nll / n, backward_nll / n
-    mean = 0.5 * (fwd + bwd)
-    return {f"{prefix}loss": mean, f"{prefix}loss_forward": fwd, f"{prefix}loss_backward": bwd,
-            f"{prefix}perplexity": perplexity_from_loss(mean), f"{prefix}perplexity_forward": perplexity_from_loss(fwd),
-            f"{prefix}perplexity_backward": perplexity_from_loss(bwd)}
 
 
 def progress_line(row: dict[str, Any], total_steps: int) -> str:

@@ -1,0 +1,114 @@
+"""Stream training: the streams' windows, targets and masks, and exact resume with carried state."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from elmo_model.batch_plan import WHOLE_SENTENCES, ordered_items
+from elmo_model.checkpoint import load_checkpoint
+from elmo_model.errors import ElmoError
+from elmo_model.stream import TokenStreams
+from elmo_model.train_config import TrainConfig
+from elmo_model.train_loop import train_in_process
+from elmo_model.vocab import Vocabulary
+
+SENTENCES = [s.split() for s in [
+    "the cat sat on the mat", "a dog sat on the log", "the dog saw the cat",
+    "a cat saw a dog on the mat", "the log sat on the dog", "the mat saw a log", "a cat ran",
+]]
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return Vocabulary.from_counts(Counter(t for s in SENTENCES for t in s))
+
+
+def _joined(sequences):
+    return [t for s in sequences for t in s]
+
+
+def test_each_direction_reads_its_segment_contiguously_with_sentence_targets(vocab):
+    sequences = ordered_items(SENTENCES, WHOLE_SENTENCES, seed=1)
+    stream = _joined(sequences)
+    n_streams, window = 3, 4
+    streams = TokenStreams(sequences, vocab, window, n_streams, range(1, 3), max_chars=50)
+    length = len(stream) // n_streams
+    assert streams.segment == length
+    rows = [stream[j * length : (j + 1) * length] for j in (1, 2)]
+    steps = length  # every position, several times over (windows wrap at the segment's end)
+    fwd_seen = [[] for _ in rows]
+    bwd_seen = [[] for _ in rows]
+    n_fwd = n_bwd = 0
+    for k in range(steps):
+        batch = streams.batch(k)
+        assert batch["char_ids"].shape == (4, window, 50)
+        for b, row in enumerate(rows):
+            for t in range(window):
+                p = (k * window + t) % length
+                q = (length - (k + 1) * window + t) % length
+                np.testing.assert_array_equal(batch["char_ids"][b, t], streams.token_chars[streams.segments[b, p]])
+                np.testing.assert_array_equal(batch["char_ids"][2 + b, t],
+                                              streams.token_chars[streams.segments[b, q]])
+                if batch["forward_mask"][b, t]:  # predicts the next token, never across </S> <S> or the wrap
+                    assert row[p] != "</S>" and p + 1 < length
+                    assert batch["forward_targets"][b, t] == vocab.encode([row[p + 1]])[0]
+                if batch["backward_mask"][b, t]:
+                    assert row[q] != "<S>" and q > 0
+                    assert batch["backward_targets"][b, t] == vocab.encode([row[q - 1]])[0]
+            fwd_seen[b].extend((k * window + t) % length for t in range(window))
+            bwd_seen[b].extend((length - (k + 1) * window + t) % length for t in reversed(range(window)))
+        n_fwd += int(batch["forward_mask"].sum())
+        n_bwd += int(batch["backward_mask"].sum())
+    for b in range(len(rows)):  # forward reads left to right, backward right to left, no gaps, no repeats
+        assert fwd_seen[b][: length] == list(range(length))
+        assert bwd_seen[b][: length] == list(range(length - 1, -1, -1))
+
+
+def test_masks_drop_exactly_the_boundary_targets(vocab):
+    """One stream over the whole corpus, one window: the targets are those of sentence mode."""
+    sequences = ordered_items(SENTENCES, WHOLE_SENTENCES, seed=2)
+    n = len(_joined(sequences))
+    streams = TokenStreams(sequences, vocab, n - 1, 1, range(1), max_chars=50)
+    batch = streams.batch(0)
+    per_sentence = sum(len(s) + 1 for s in SENTENCES)  # words and </S> forward; <S> and words backward
+    # forward reads positions 0..n-2 (the last </S> predicts nothing), backward 1..n-1 (the first
+    # <S> predicts nothing): each counts every target of sentence mode once
+    assert int(batch["forward_mask"].sum()) == per_sentence
+    assert int(batch["backward_mask"].sum()) == per_sentence
+
+
+def test_too_small_corpus_is_one_clear_error(vocab):
+    with pytest.raises(ElmoError, match="stream mode: the corpus has 9 tokens, too few for 4 streams"):
+        TokenStreams([["<S>", "a", "cat", "sat", "</S>"], ["<S>", "a", "dog", "</S>"]], vocab, 3, 4, range(4), 50)
+
+
+def test_stream_mode_resumes_exactly_with_the_carried_state(vocab, tmp_path):
+    config = TrainConfig(mode="stream", batch_size=2, max_tokens=5, steps=9, log_every=1, dropout=0.1, seed=4,
+                         softmax="sampled", n_negative_samples_batch=6)
+    straight: list[float] = []
+    train_in_process(config, SENTENCES, vocab, on_metrics=lambda m: straight.append(m["loss"]))
+    resumed: list[float] = []
+    ckpt = tmp_path / "ckpt.pt"
+    train_in_process(config, SENTENCES, vocab, checkpoint_path=ckpt, stop_after=4,
+                     on_metrics=lambda m: resumed.append(m["loss"]))
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 4 and state["stream_state"]["c"].abs().sum() > 0  # the carried state is saved
+    torch.manual_seed(123)
+    train_in_process(config, SENTENCES, vocab, checkpoint_path=ckpt, on_metrics=lambda m: resumed.append(m["loss"]))
+    assert len(resumed) == 9
+    np.testing.assert_allclose(resumed, straight, rtol=1e-6)
+    # the carried state matters: without it (a fresh state at the resume) the losses differ
+    ckpt2 = tmp_path / "ckpt2.pt"
+    train_in_process(config, SENTENCES, vocab, checkpoint_path=ckpt2, stop_after=4)
+    payload = torch.load(ckpt2, weights_only=True)
+    payload["stream_state"]["c"].zero_()
+    payload["stream_state"]["h"].zero_()
+    for entry in payload["extra"]["ranks"]:
+        entry["stream_state"]["c"].zero_()
+        entry["stream_state"]["h"].zero_()
+    torch.save(payload, ckpt2)
+    other: list[float] = []
+    train_in_process(config, SENTENCES, vocab, checkpoint_path=ckpt2, on_metrics=lambda m: other.append(m["loss"]))
+    assert abs(other[0] - straight[4]) > 1e-6
