@@ -160,10 +160,9 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
                 if len(groups) > 1:
                     log.info("committed group %d/%d: %d input(s), %d sentences", k + 1, len(groups),
                              len(group), sum(rows.values()))
-        except Exception:
-            with contextlib.suppress(Exception):  # this run's uncommitted files (else the next run removes them)
+        finally:  # empty folders on a local output; this run's uncommitted files after an error
+            with contextlib.suppress(Exception):  # (otherwise the next run removes them)
                 remove_tree(out.join(manifest.STAGING, run_id))
-            raise
     return EmbedResult([e.url for g in groups for e in g], len(entries) - len(todo), total, out.url, len(groups))
 
 

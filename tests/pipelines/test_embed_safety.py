@@ -95,11 +95,13 @@ def _expired_foreign_lease(output: str, run_id: str = "dead-run") -> None:
     record = {"run_id": run_id, "host": "elsewhere", "pid": 1, "pid_start": "1", "machine": "another-machine",
               "started": time.time() - 3600, "expires": time.time() - 10, "released": False}
     loc = resolve(output)
+    loc.fs.makedirs(loc.path, exist_ok=True)
     loc.fs.pipe_file(loc.join("_lease.json").path, json.dumps(record).encode())
 
 
-def test_expired_lease_is_taken_over_by_exactly_one_contender(s3):
-    out = resolve("s3://out/takeover")
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_expired_lease_is_taken_over_by_exactly_one_contender(s3, tmp_path, where):
+    out = resolve("s3://out/takeover" if where == "s3" else str(tmp_path / "out"))
     _expired_foreign_lease(out.url)
     leases = [RunLease(out, f"contender-{i}", ttl_s=60) for i in range(4)]
     outcomes: dict[int, str] = {}
