@@ -192,6 +192,7 @@ def _ray_processes(root: int) -> dict[int, str]:
     return found
 
 
+@pytest.mark.slow  # two runs with 4 commit groups each: 100 s on the shared 2-core VM
 def test_sigkilled_run_keeps_its_commits_and_leaves_no_ray_processes(s3):
     output = "s3://out/killed"
     proc = _start(output, "--set", "commit_bytes=1")  # one commit per input file
