@@ -82,11 +82,15 @@ def test_two_concurrent_runs_commit_once_and_a_waiting_run_queues(s3):
     third = _start(output, "--wait", "600")  # queues behind the holder, then finds nothing to do
     results = [_finish(p) for p in (first, second, third)]
     codes = [r[0] for r in results]
-    assert sorted(codes[:2]) == [0, EXIT_LEASE_HELD], [r[2][-3000:] for r in results]
-    refused = results[codes.index(EXIT_LEASE_HELD)][2].strip().splitlines()
-    assert len(refused) >= 1 and output in refused[-1] and "another elmo embed is writing there" in refused[-1]
-    assert "Traceback" not in results[codes.index(EXIT_LEASE_HELD)][2]
-    assert codes[2] == 0 and "up to date" in results[2][2], results[2][2][-3000:]
+    logs = [r[2][-3000:] for r in results]
+    # whichever got the lease first (on a loaded machine not always the first started) did the work
+    assert codes[2] == 0 and set(codes[:2]) <= {0, EXIT_LEASE_HELD} and EXIT_LEASE_HELD in codes[:2], logs
+    workers = [i for i, r in enumerate(results) if f"embedded {N_FILES} input file(s)" in r[1]]
+    assert len(workers) == 1, logs
+    assert all("up to date" in results[i][2] for i in range(3) if codes[i] == 0 and i != workers[0]), logs
+    for i in (i for i in range(2) if codes[i] == EXIT_LEASE_HELD):  # one clear line naming output and holder
+        last = results[i][2].strip().splitlines()[-1]
+        assert output in last and "another elmo embed is writing there" in last and "Traceback" not in results[i][2]
     _assert_every_sentence_once(output)
     assert json.loads(resolve(output).fs.cat_file("out/concurrent/_lease.json"))["released"] is True
 
