@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except ElmoError as exc:
         print(f"elmo {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print(f"elmo {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,6 +1,8 @@
 """The few version-sensitive Ray calls of the data stages, in one place (Ray pinned to 2.60).
 
-- :func:`ensure_ray` starts (or joins, with ``RAY_ADDRESS``) Ray once per process.
+- :func:`ensure_ray` starts (or joins, with ``RAY_ADDRESS``) Ray once per process; a Ray it starts
+  is watched by :mod:`pipelines.ray_watchdog`, which kills its processes if the driver dies
+  without shutting it down (SIGKILL, OOM kill).
 - :func:`keep_user_errors` makes a dataset raise the UDF's own exception (not Ray Data's generic
   ``UserCodeException``), so an :class:`ElmoError` raised in a worker reaches the driver.
 - :func:`clean_errors` turns such a remote error back into one plain :class:`ElmoError` whose
@@ -16,7 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +38,21 @@ def ensure_ray(num_cpus: int | None = None) -> None:
 
     if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        if not os.environ.get("RAY_ADDRESS"):
+            start_watchdog()
+
+
+def start_watchdog() -> subprocess.Popen | None:
+    """A process (own session, no inherited pipes) that kills this driver's Ray processes once the
+    driver is gone; None where ``/proc`` is missing (not Linux)."""
+    from pipelines import ray_watchdog
+
+    start = ray_watchdog.start_time(os.getpid())
+    if start is None:
+        return None
+    return subprocess.Popen([sys.executable, ray_watchdog.__file__, str(os.getpid()), start],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def shutdown_ray() -> None:

@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--actors", type=_min_max, metavar="MIN,MAX", help="actor pool size (default 1,2)")
     p.add_argument("--cpus-per-actor", type=float, help="CPUs reserved per actor (default 1)")
     p.add_argument("--gpus-per-actor", type=float, help="GPUs per actor, fractions allowed (default 0)")
+    p.add_argument("--wait", dest="wait_s", type=float, metavar="SECONDS",
+                   help="wait up to SECONDS for another run's lease on --output (default 0: exit 75 at once)")
     add_ingest_arguments(p)
     add_config_arguments(p)
     p.set_defaults(handler=run)
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
              "output": args.output, "layers": args.layers, "pooling": args.pooling, "dtype": args.dtype,
              "precision": args.precision,
              "batch_size": args.batch_size, "actors": args.actors, "cpus_per_actor": args.cpus_per_actor,
-             "gpus_per_actor": args.gpus_per_actor, **ingest_flags(args)}
+             "gpus_per_actor": args.gpus_per_actor, "wait_s": args.wait_s, **ingest_flags(args)}
     config = load_config(EmbedJobConfig, args.config, flags, args.overrides)
     result = run_embed(config)
     if not result.embedded:
@@ -55,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 0
     print(f"embedded {len(result.embedded)} input file(s), {result.rows} sentences "
-          f"({result.skipped} up to date) → {result.output_url}")
+          f"({result.skipped} up to date) in {result.commits} commit(s) → {result.output_url}")
     return 0

@@ -1,15 +1,19 @@
 """``elmo embed``: contextual vectors for a corpus, on a Ray actor pool, written as Parquet.
 
-    inputs (listed, fingerprinted) → manifest says which are new/changed → Ray Data reads them →
-    EmbedActor pool (model loaded once per actor) → Parquet under <output>/_staging/<run>/ →
-    commit (pipelines.embed.manifest): files moved into <output>/<input key>/, _manifest.json updated.
+    lease on the output (pipelines.embed.lease) → recovery of what earlier runs left →
+    inputs (listed, fingerprinted) → manifest says which are new/changed → groups of inputs
+    (``commit_bytes``), each: Ray Data reads them → EmbedActor pool (model loaded once per actor)
+    → Parquet under <output>/_staging/<run>/<group>/ → commit (pipelines.embed.manifest): manifest
+    compare-and-swap, files moved into <output>/<input key>/.
 
-A rerun with nothing new does nothing; a crash before the commit leaves the visible output as it
-was (the next run removes the stale staging); a changed input's old files are replaced.
+A rerun with nothing new does nothing; a crash loses at most the group in progress (the next run
+removes its staging and embeds only what was not committed); a changed input's old files are
+replaced; a second run on the same output waits for the lease or stops (exit status 75).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -27,7 +31,7 @@ from pipelines import fault_injection
 from pipelines.embed import manifest
 from pipelines.embed.output import OutputSpec
 from pipelines.ingest.reader import IngestConfig, InputPlan, list_inputs
-from pipelines.io.storage import FileEntry, Location, StorageOptions, check_output, resolve
+from pipelines.io.storage import FileEntry, Location, StorageOptions, check_output, remove_tree, resolve
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,9 @@ class EmbedJobConfig:
     gpus_per_actor: float = 0.0
     rows_per_file: int = 100_000  # Parquet rows per output file (at most)
     row_group_rows: int = 10_000
+    commit_bytes: int = 64 * 2**20  # inputs are embedded and committed in groups of about this many bytes
+    lease_ttl_s: float = 120.0  # the run's lease on the output expires this long after its last renewal
+    wait_s: float = 0.0  # how long to wait for another run's lease on the output (0: fail at once)
     ingest: IngestConfig = field(default_factory=IngestConfig)
 
     def spec(self) -> OutputSpec:
@@ -64,6 +71,8 @@ class EmbedJobConfig:
             raise ElmoError("--batch-size and sub_batch must be positive")
         if self.precision not in PRECISIONS:
             raise ElmoError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.commit_bytes < 1 or self.lease_ttl_s < 1 or self.wait_s < 0:
+            raise ElmoError("commit_bytes and lease_ttl_s must be positive (lease_ttl_s ≥ 1 s), --wait ≥ 0")
         self.spec()
 
 
@@ -73,6 +82,7 @@ class EmbedResult:
     skipped: int  # inputs already up to date
     rows: int
     output_url: str
+    commits: int = 0  # groups committed by this run
 
 
 def settings_hash(config: EmbedJobConfig, model_hash: str) -> str:
@@ -105,8 +115,23 @@ def check_model(config: EmbedJobConfig, options: StorageOptions | None) -> str:
     return model.digest
 
 
+def group_inputs(todo: list[FileEntry], commit_bytes: int) -> list[list[FileEntry]]:
+    """Consecutive inputs (by URL) in groups of at least ``commit_bytes`` (the last may be smaller)."""
+    groups: list[list[FileEntry]] = [[]]
+    size = 0
+    for entry in sorted(todo, key=lambda e: e.url):
+        if size >= commit_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += entry.size
+    return [g for g in groups if g]
+
+
 def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> EmbedResult:
     """Embed the new or changed inputs of ``config`` and commit them under ``config.output``."""
+    from pipelines.embed.lease import RunLease
+
     config.validate()
     faults = fault_injection.planned()
     entries, plan = list_inputs(config.inputs, config.ingest, options)
@@ -114,19 +139,31 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
     check_output(out.url, options)
     digest = check_model(config, options)
     settings = settings_hash(config, digest)
-    manifest.recover(out)
-    committed = manifest.load_manifest(out)
-    todo = manifest.plan(entries, committed, settings)
-    if not todo:
-        log.info("all %d inputs are up to date under %s: nothing to do", len(entries), out.url)
-        return EmbedResult([], len(entries), 0, out.url)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    staging = out.join(manifest.STAGING, run_id)
-    _embed_to_staging(config, _only(plan, {e.url for e in todo}), staging, digest, options, faults)
-    staged, rows = _staged_outputs(out, staging, todo)
-    fault_injection.crash_before_commit(faults)
-    manifest.commit(out, run_id, todo, staged, rows, committed, settings)
-    return EmbedResult([e.url for e in todo], len(entries) - len(todo), sum(rows.values()), out.url)
+    with RunLease(out, run_id, config.lease_ttl_s).acquire(config.wait_s) as lease:
+        state = manifest.recover(out, run_id)
+        todo = manifest.plan(entries, state.inputs, settings)
+        if not todo:
+            log.info("all %d inputs are up to date under %s: nothing to do", len(entries), out.url)
+            return EmbedResult([], len(entries), 0, out.url)
+        groups = group_inputs(todo, config.commit_bytes)
+        total = 0
+        try:
+            for k, group in enumerate(groups):
+                staging = out.join(manifest.STAGING, run_id, f"g{k:05d}")
+                _embed_to_staging(config, _only(plan, {e.url for e in group}), staging, digest, options, faults)
+                staged, rows = _staged_outputs(out, staging, group)
+                fault_injection.crash_before_commit(faults)
+                lease.check()
+                state = manifest.commit(out, state, f"{run_id}-{k:05d}", staging, group, staged, rows, settings)
+                total += sum(rows.values())
+                if len(groups) > 1:
+                    log.info("committed group %d/%d: %d input(s), %d sentences", k + 1, len(groups),
+                             len(group), sum(rows.values()))
+        finally:  # empty folders on a local output; this run's uncommitted files after an error
+            with contextlib.suppress(Exception):  # (otherwise the next run removes them)
+                remove_tree(out.join(manifest.STAGING, run_id))
+    return EmbedResult([e.url for g in groups for e in g], len(entries) - len(todo), total, out.url, len(groups))
 
 
 def _embed_to_staging(config: EmbedJobConfig, plan: InputPlan, staging: Location, digest: str,

@@ -1,19 +1,25 @@
 """Exactly-once bookkeeping for ``elmo embed`` under an output URL.
 
 ``_manifest.json`` records, per input file, its fingerprint (size + ETag/mtime), the hash of the
-run settings (model + layers/pooling/dtype) and the output files it produced. A run embeds the
-inputs that are new or changed into ``_staging/<run_id>/`` and then commits:
+run settings (model + layers/pooling/dtype) and the output files it produced, plus the id of the
+last commit. A run (holding the output's lease, :mod:`pipelines.embed.lease`) embeds groups of new
+or changed inputs into ``_staging/<run_id>/<group>/`` and commits each group as it finishes:
 
-1. ``_commits/<run_id>.json`` is written: the moves (staging → final), the deletions (old outputs
-   of replaced inputs) and the new manifest — the commit *intent*;
-2. the moves and deletions are applied, ``_manifest.json`` is replaced (one PUT), the intent and
-   the staging folder are removed.
+1. ``_commits/<commit_id>.json`` is written: the moves (staging → final) and the deletions (old
+   outputs of replaced inputs) — the commit *intent*;
+2. ``_manifest.json`` is replaced by a **compare-and-swap** on the token (ETag) it had when this
+   run read it: if anything else changed it since, the commit is refused, its intent and staging
+   are discarded, and the run stops (:class:`ManifestChanged`). This is the commit point;
+3. the moves and deletions are applied, the intent and the group's staging folder are removed.
 
-Every run first rolls forward any intent left by a run that crashed in step 2 and deletes
-staging folders without an intent (runs that crashed before committing). Names starting with
-``_`` are skipped by Parquet readers, so ``*.parquet`` under the output URL is exactly the
-committed rows — except while step 2 is being applied or after a crash inside it, until the next
-run rolls it forward.
+Every run first recovers, under its lease: it rolls forward the intent the manifest names (a run
+that crashed in step 3), drops other intents and every staging folder (runs that crashed or lost
+before their commit point), and deletes committed-looking files (``<key>/part-*.parquet``) that
+the manifest does not list (e.g. duplicates left by older versions). Before it deletes anything
+it "fences" the manifest (a compare-and-swap that only records its run id), so a run that lost
+its lease but is still running can no longer reach its commit point. Names starting with ``_``
+are skipped by Parquet readers, so ``*.parquet`` under the output URL is exactly the committed
+rows — except while step 3 is applied or after a crash inside it, until the next run recovers.
 """
 
 from __future__ import annotations
@@ -27,13 +33,16 @@ import re
 import time
 from collections.abc import Iterable
 
-from pipelines.io.storage import FileEntry, Location, remove_tree
+from elmo_model.errors import ElmoError
+from pipelines.io.conditional import ConditionFailed, create_exclusive, read_versioned, replace_if
+from pipelines.io.storage import FileEntry, Location, list_files, remove_tree
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
 STAGING = "_staging"
 COMMITS = "_commits"
+_PART = re.compile(r"^[^/_.][^/]*/part-[^/]+\.parquet$")  # <output key>/part-….parquet: what commits write
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +70,49 @@ def output_key(input_url: str) -> str:
     return f"{slug}-{hashlib.sha256(input_url.encode()).hexdigest()[:10]}"
 
 
+
+class ManifestChanged(ElmoError):
+    """The manifest changed since this run read it: another run committed or fenced the output."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestState:
+    """The manifest as read, with the token a compare-and-swap on it must name (None: no manifest)."""
+
+    inputs: dict[str, InputRecord]
+    commit: str | None
+    fence: str | None
+    token: str | None
+
+    def payload(self, inputs: dict[str, InputRecord], commit: str | None, fence: str | None) -> bytes:
+        return json.dumps({"version": 2, "commit": commit, "fence": fence,
+                           "inputs": {u: dataclasses.asdict(r) for u, r in sorted(inputs.items())}},
+                          indent=1, sort_keys=True).encode()
+
+
+def read_state(output: Location) -> ManifestState:
+    current = read_versioned(output.join(MANIFEST))
+    if current is None:
+        return ManifestState({}, None, None, None)
+    try:
+        raw = json.loads(current.data)
+        inputs = {url: InputRecord.from_json(rec) for url, rec in raw["inputs"].items()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ElmoError(f"{output.join(MANIFEST).url}: not a readable manifest ({type(exc).__name__}: {exc})") from None
+    return ManifestState(inputs, raw.get("commit"), raw.get("fence"), current.token)
+
+
 def load_manifest(output: Location) -> dict[str, InputRecord]:
-    path = output.join(MANIFEST).path
-    if not output.fs.exists(path):
-        return {}
-    raw = json.loads(output.fs.cat_file(path))
-    return {url: InputRecord.from_json(rec) for url, rec in raw["inputs"].items()}
+    return read_state(output).inputs
+
+
+def _swap(output: Location, state: ManifestState, inputs: dict[str, InputRecord], commit: str | None,
+          fence: str | None) -> ManifestState:
+    """Replace the manifest only if it is still ``state`` (raises :class:`ConditionFailed`)."""
+    data = state.payload(inputs, commit, fence)
+    loc = output.join(MANIFEST)
+    token = create_exclusive(loc, data) if state.token is None else replace_if(loc, data, state.token)
+    return ManifestState(inputs, commit, fence, token)
 
 
 def plan(inputs: Iterable[FileEntry], manifest: dict[str, InputRecord], settings_hash: str) -> list[FileEntry]:
@@ -85,29 +131,47 @@ def _write_json(output: Location, relative: str, payload: dict) -> None:
     write_bytes(output.join(relative).url, json.dumps(payload, indent=1, sort_keys=True).encode())
 
 
-def commit(output: Location, run_id: str, embedded: list[FileEntry], staged: dict[str, list[str]],
-           rows: dict[str, int], manifest: dict[str, InputRecord], settings_hash: str) -> dict[str, InputRecord]:
-    """Make ``run_id``'s staged outputs visible and record them; returns the new manifest.
+def commit(output: Location, state: ManifestState, commit_id: str, staging: Location, embedded: list[FileEntry],
+           staged: dict[str, list[str]], rows: dict[str, int], settings_hash: str) -> ManifestState:
+    """Make the staged outputs of one group visible and record them; returns the new manifest state.
 
-    ``staged[url]`` lists the staging files (relative to the output URL) produced from input ``url``.
+    ``staged[url]`` lists the staging files (relative to the output URL) produced from input ``url``;
+    ``staging`` is the group's staging folder. Raises :class:`ManifestChanged` (after discarding the
+    group's intent and staging) when the manifest is no longer ``state``.
     """
-    moves, deletes, updated = [], [], dict(manifest)
+    moves, deletes, updated = [], [], dict(state.inputs)
     for entry in embedded:
         key = output_key(entry.url)
         finals = []
         for k, src in enumerate(sorted(staged.get(entry.url, []))):
-            dst = f"{key}/part-{run_id}-{k:05d}.parquet"
+            dst = f"{key}/part-{commit_id}-{k:05d}.parquet"
             moves.append((src, dst))
             finals.append(dst)
-        if entry.url in manifest:
-            deletes.extend(manifest[entry.url].files)
+        if entry.url in state.inputs:
+            deletes.extend(state.inputs[entry.url].files)
         updated[entry.url] = InputRecord(input_fingerprint(entry), settings_hash, tuple(finals),
-                                         rows.get(entry.url, 0), run_id)
-    intent = {"run_id": run_id, "moves": moves, "deletes": deletes, "created": time.time(),
-              "manifest": {"version": 1, "inputs": {u: dataclasses.asdict(r) for u, r in updated.items()}}}
-    _write_json(output, f"{COMMITS}/{run_id}.json", intent)
+                                         rows.get(entry.url, 0), commit_id)
+    intent_path = f"{COMMITS}/{commit_id}.json"
+    intent = {"commit": commit_id, "moves": moves, "deletes": deletes, "staging": staging.path, "created": time.time()}
+    _write_json(output, intent_path, intent)
+    try:
+        new_state = _swap(output, state, updated, commit_id, state.fence)  # the commit point
+    except ConditionFailed:
+        _rm(output, intent_path)
+        remove_tree(staging)
+        raise ManifestChanged(f"{output.url}: refused to commit: _manifest.json changed since this run read it "
+                              "(another run took over this output); this run's staged files were discarded") from None
     _apply(output, intent)
-    return updated
+    _rm(output, intent_path)
+    return new_state
+
+
+def _rm(output: Location, relative: str) -> None:
+    path = output.join(relative).path
+    try:
+        output.fs.rm_file(path)
+    except FileNotFoundError:
+        pass
 
 
 def _apply(output: Location, intent: dict) -> None:
@@ -121,25 +185,63 @@ def _apply(output: Location, intent: dict) -> None:
             fs.mv(src_path, dst_path)
     keep = {dst for _, dst in intent["moves"]}
     for old in intent["deletes"]:
-        if old not in keep and fs.exists(output.join(old).path):
-            fs.rm(output.join(old).path)
-    _write_json(output, MANIFEST, intent["manifest"])
-    fs.rm(output.join(COMMITS, f"{intent['run_id']}.json").path)
-    remove_tree(output.join(STAGING, intent["run_id"]))
+        if old not in keep:
+            _rm(output, old)
+    staging = intent.get("staging")
+    if staging and staging.startswith(output.join(STAGING).path + "/"):
+        remove_tree(Location(output.uri(staging), output.scheme, staging, output.fs, output.arrow_fs))
 
 
-def recover(output: Location) -> None:
-    """Roll forward commits interrupted mid-way; drop staging left by runs that never committed."""
+def _listed(output: Location, folder: str) -> list[str]:
+    """Immediate children (full paths) of ``output/folder``; [] when it does not exist."""
+    path = output.join(folder).path
     fs = output.fs
-    commits = output.join(COMMITS).path
-    pending = sorted(fs.glob(posixpath.join(commits, "*.json"))) if fs.exists(commits) else []
-    for path in pending:
-        intent = json.loads(fs.cat_file(path))
-        log.warning("completing the interrupted commit of run %s", intent["run_id"])
-        _apply(output, intent)
-    staging = output.join(STAGING)
-    if fs.exists(staging.path):
-        for leftover in fs.ls(staging.path, detail=False):
-            if leftover.rstrip("/") != staging.path:
-                log.warning("removing staging left by an uncommitted run: %s", output.uri(leftover))
-                remove_tree(staging.join(posixpath.basename(leftover.rstrip("/"))))
+    if not fs.exists(path):
+        return []
+    return [p.rstrip("/") for p in fs.ls(path, detail=False) if p.rstrip("/") != path]
+
+
+def _committed_looking(output: Location) -> list[str]:
+    """Files laid out as commits lay them out (``<key>/part-*.parquet``), relative to the output URL."""
+    if not output.fs.exists(output.path):
+        return []
+    found = list_files(output.url, allow_empty=True)
+    relative = [e.path[len(output.path):].lstrip("/") for e in found]
+    return [r for r in relative if _PART.match(r)]
+
+
+def recover(output: Location, run_id: str, attempts: int = 5) -> ManifestState:
+    """Under the lease: finish or drop what earlier runs left, remove unlisted output files; returns
+    the manifest state this run commits against."""
+    for _ in range(attempts):
+        state = read_state(output)
+        intents = [p for p in _listed(output, COMMITS) if p.endswith(".json")]
+        stagings = _listed(output, STAGING)
+        listed = {f for record in state.inputs.values() for f in record.files}
+        orphans = [f for f in _committed_looking(output) if f not in listed]
+        if not (intents or stagings or orphans):
+            return state
+        try:  # from here on, a run that lost its lease cannot commit any more
+            state = _swap(output, state, state.inputs, state.commit, run_id)
+        except ConditionFailed:
+            continue
+        for path in sorted(intents):
+            intent = json.loads(output.fs.cat_file(path))
+            if intent.get("commit") == state.commit:
+                log.warning("completing the interrupted commit %s", intent["commit"])
+                _apply(output, intent)
+            else:
+                log.warning("dropping commit intent %s (never reached its commit point)", output.uri(path))
+            output.fs.rm_file(path)
+        for path in stagings:
+            log.warning("removing staging left by a run that did not commit: %s", output.uri(path))
+            remove_tree(Location(output.uri(path), output.scheme, path, output.fs, output.arrow_fs))
+        listed = {f for record in state.inputs.values() for f in record.files}
+        for relative in _committed_looking(output):
+            if relative not in listed:
+                log.warning("removing %s: not listed in %s (left by an interrupted or concurrent run)",
+                            output.join(relative).url, MANIFEST)
+                _rm(output, relative)
+        return state
+    raise ManifestChanged(f"{output.url}: _manifest.json kept changing during recovery; is another elmo embed "
+                          "writing there without the lease?")
