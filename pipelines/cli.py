@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from elmo_model.errors import ElmoError
 
+from pipelines.commands.arg_types import OneLineParser
 from pipelines.commands import demo, dump, embed, neighbors, s3, submit, train, vocab
 from pipelines.commands import eval as eval_command
 
@@ -23,7 +24,7 @@ SUBCOMMANDS = [dump, vocab, train, embed, neighbors, eval_command, submit, s3, d
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elmo", description="ELMo embeddings: train, embed, serve on Ray.")
+    parser = OneLineParser(prog="elmo", description="ELMo embeddings: train, embed, serve on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in SUBCOMMANDS:
