@@ -74,15 +74,18 @@ def dump_embeddings(
     stateful: bool = False,
     progress: bool = True,
     precision: str = "fp32",
+    overwrite: bool = False,
 ) -> int:
     """Embed every line of ``input_file`` into ``output_file``; returns the number of sentences.
 
     ``batch_size`` None: :func:`~elmo_model.embedder.default_batch_size` of the model, or 64 when
     ``stateful`` (row ``k`` of a batch continues row ``k`` of the previous one, so the batch size
     is part of the result there). ``precision``: ``fp32`` | ``bf16`` | ``int8``
-    (:mod:`elmo_model.precision`). The output appears only when complete (written to a
-    temporary name, then renamed).
+    (:mod:`elmo_model.precision`). The output is checked first (:func:`check_output_file`: never
+    the input, an existing file only with ``overwrite``, a writable directory); it appears only
+    when complete (written to a temporary name, then renamed).
     """
+    check_output_file(output_file, input_file, overwrite)
     _check(mode, batch_size)
     sentences = read_sentences(input_file)
     return write_embeddings(sentences, output_file, load_bilm(options_file, weight_file), mode, batch_size, device,
@@ -116,7 +119,7 @@ def write_embeddings(
     except ValueError as exc:
         raise ElmoError(str(exc)) from None
     target = Path(output_file)
-    partial = target.with_name(f"_{target.name}.partial")
+    partial = partial_path(target)
     try:
         with h5py.File(partial, "w") as fout, tqdm(
             total=len(sentences), unit="sent", disable=not progress, desc="elmo dump"
@@ -135,6 +138,44 @@ def write_embeddings(
     finally:
         partial.unlink(missing_ok=True)
     return len(sentences)
+
+
+def partial_path(output_file: str | os.PathLike) -> Path:
+    """Where the output is written until complete: ``_<name>.partial`` beside it."""
+    target = Path(output_file)
+    return target.with_name(f"_{target.name}.partial")
+
+
+def check_output_file(output_file: LocalPath, input_file: str | os.PathLike | None = None,
+                      overwrite: bool = False) -> None:
+    """Fail before any work if ``output_file`` must not or cannot be written; remove its stale
+    ``_<name>.partial`` (left by a killed run).
+
+    Refused: the input file itself (under any spelling, symlink or hard link), an existing file
+    unless ``overwrite``, a directory, a missing or unwritable parent directory.
+    """
+    target = Path(output_file).expanduser().absolute()
+    text = os.fspath(input_file) if input_file is not None else ""
+    if text and ("://" not in text or text.startswith("file://")):  # a URL input cannot be the output
+        source = Path(text.removeprefix("file://")).expanduser()
+        if source.exists() and target.exists() and os.path.samefile(source, target):
+            raise ElmoError(f"output {output_file} is the input file {input_file}; choose another output")
+    if target.is_dir():
+        raise ElmoError(f"output {output_file} is a directory; give a file name")
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        raise ElmoError(f"output {output_file} already exists (use --overwrite to replace it)")
+    parent = target.parent
+    if not parent.exists():
+        raise ElmoError(f"output {output_file}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ElmoError(f"output {output_file}: {parent} is not a directory")
+    partial = partial_path(target)
+    try:
+        partial.unlink(missing_ok=True)
+        partial.open("wb").close()  # the directory is writable: probe with the staging name itself
+        partial.unlink()
+    except OSError as exc:
+        raise ElmoError(f"output {output_file}: cannot write in {parent} ({exc.strerror or exc})") from None
 
 
 def _device(name: str) -> torch.device:

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from elmo_model.batching import collate, make_windows
 from elmo_model.chars import BOS_TOKEN, EOS_TOKEN, sentence_char_ids
+from elmo_model.errors import ElmoError
 from elmo_model.language_model import BiLmWithSoftmax, LmLoss
 from elmo_model.vocab import Vocabulary
 
@@ -76,6 +77,10 @@ def _direction_nll(lm: BiLmWithSoftmax, stream: list[str], ids: torch.Tensor, st
 def perplexity(lm: BiLmWithSoftmax, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
                mode: str = "sentence", window: int = 100) -> dict[str, float]:
     """Forward, backward and mean perplexity in ``mode`` (see the module docstring)."""
+    if not any(sentences):
+        raise ElmoError("no sentences to measure perplexity on")
+    if mode == "stream" and window < 1:
+        raise ElmoError(f"window must be a positive number of tokens, got {window}")
     if mode == "stream":
         return stream_perplexity(lm, vocab, sentences, window)
     return sentence_perplexity(lm, vocab, sentences)

@@ -9,12 +9,13 @@ need no Ray.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from elmo_model.errors import ElmoError
 
+from pipelines.cli_logging import configure_logging
+from pipelines.commands.arg_types import OneLineParser
 from pipelines.commands import demo, dump, embed, neighbors, s3, submit, train, vocab
 from pipelines.commands import eval as eval_command
 
@@ -23,8 +24,8 @@ SUBCOMMANDS = [dump, vocab, train, embed, neighbors, eval_command, submit, s3, d
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elmo", description="ELMo embeddings: train, embed, serve on Ray.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = OneLineParser(prog="elmo", description="ELMo embeddings: train, embed, serve on Ray.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (never credentials: HTTP wire logs stay off, secret values are masked)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in SUBCOMMANDS:
         command.register(sub)
@@ -33,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     try:
         return args.handler(args)
     except ElmoError as exc:

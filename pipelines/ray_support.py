@@ -63,20 +63,26 @@ def shutdown_ray() -> None:
 
 
 class _DropElmoTracebacks(logging.Filter):
-    """Ray Data logs a remote error's whole traceback; an ElmoError's message says it all."""
+    """Ray Data logs a remote error's whole traceback (and, for an exception that is not its own
+    UserCodeException, a note calling it a Ray bug); an ElmoError's message says it all. Kept
+    when the root logger is at DEBUG (``elmo -v``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], ElmoError))
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            return True
+        current = record.exc_info[1] if record.exc_info else sys.exc_info()[1]  # logged while handling it
+        return not (current is not None and _elmo_message(current) is not None)
 
 
-_EXECUTOR_LOGGER = "ray.data._internal.execution.streaming_executor_state"
+_NOISY_LOGGERS = ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions")
 _FILTER = _DropElmoTracebacks()
 
 
 def keep_user_errors(ds: Any) -> Any:
     """Let ``ds`` (and datasets derived from it) raise the UDFs' own exceptions."""
     ds.context.raise_original_map_exception = True
-    logging.getLogger(_EXECUTOR_LOGGER).addFilter(_FILTER)  # idempotent: a filter is added once
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).addFilter(_FILTER)  # idempotent: a filter is added once
     return ds
 
 

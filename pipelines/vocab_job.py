@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from elmo_model.errors import ElmoError
-from elmo_model.vocab import Vocabulary
+from elmo_model.vocab import SPECIAL_TOKENS, Vocabulary
 from pipelines.config import write_config
 from pipelines.ingest.reader import IngestConfig, InputPlan, plan_inputs, read_records
 from pipelines.ingest.sentences import SPLITTERS, TOKENIZERS, resolve_fn, sentence_table
@@ -35,6 +35,15 @@ class VocabConfig:
     max_size: int | None = None  # vocabulary size including <S>, </S>, <UNK>
     min_count: int = 1
     ingest: IngestConfig = field(default_factory=IngestConfig)
+
+    def validate(self) -> None:
+        if not self.inputs or not self.output:
+            raise ElmoError("elmo vocab needs at least one --input and an --output")
+        if self.max_size is not None and self.max_size < len(SPECIAL_TOKENS) + 1:
+            raise ElmoError(f"max_size must be at least {len(SPECIAL_TOKENS) + 1} (it counts "
+                            f"{', '.join(SPECIAL_TOKENS)}), got {self.max_size}")
+        if self.min_count < 1:
+            raise ElmoError(f"min_count must be at least 1, got {self.min_count}")
 
 
 @dataclass
@@ -92,8 +101,7 @@ def counts_tsv(counts: Counter) -> str:
 
 def build_vocab(config: VocabConfig, options: StorageOptions | None = None) -> VocabResult:
     """Count, then write ``counts.tsv``, ``config.toml`` and ``vocab.txt`` under ``config.output``."""
-    if not config.inputs or not config.output:
-        raise ElmoError("elmo vocab needs at least one --input and an --output")
+    config.validate()
     plan = plan_inputs(config.inputs, config.ingest, options)  # input errors first, then the output's
     out = resolve(config.output, options)
     check_output(out.url, options)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from elmo_model.precision import PRECISIONS
+from pipelines.commands.arg_types import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,22 +19,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--all", dest="mode", action="store_const", const="all", help="all layers (default)")
     mode.add_argument("--top", dest="mode", action="store_const", const="top", help="top layer only")
     mode.add_argument("--average", dest="mode", action="store_const", const="average", help="mean of layers")
-    p.add_argument("--batch-size", type=int,
+    p.add_argument("--batch-size", type=positive_int,
                    help="sentences per forward pass (default: measured per model shape; 64 with --stateful)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default, exact) | bf16 | int8 (CPU): faster, with the error stated in the README")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 helps on a busy machine)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice; 1 helps on a busy machine)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT_FILE if it exists (never the input)")
     p.add_argument("--stateful", action="store_true",
                    help="carry LSTM state from batch to batch, as the original did")
     p.set_defaults(mode="all", handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from elmo_model.dump import parse_sentences, read_sentences, write_embeddings
+    from elmo_model.dump import check_output_file, parse_sentences, read_sentences, write_embeddings
     from pipelines.io.model_store import load_model_files
     from pipelines.io.storage import read_bytes
 
+    check_output_file(args.output_file, args.input_file, args.overwrite)  # before any work
     if args.threads:
         import torch
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from elmo_model.precision import PRECISIONS
-
+from pipelines.commands.arg_types import non_negative_float, positive_float, positive_int
 from pipelines.commands.ingest_flags import add_ingest_arguments, ingest_flags
 from pipelines.config import add_config_arguments
 
@@ -16,7 +16,11 @@ def _min_max(text: str) -> tuple[int, ...]:
         parts = tuple(int(p) for p in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected MIN,MAX (e.g. 1,4), got {text!r}") from None
-    return parts if len(parts) == 2 else (parts[0], parts[0])
+    if len(parts) == 1:
+        parts = (parts[0], parts[0])
+    if len(parts) != 2 or not 1 <= parts[0] <= parts[1]:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX with 1 ≤ MIN ≤ MAX (e.g. 1,4), got {text!r}")
+    return parts
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,13 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", help="all | top | average | mix:w0,w1,... (default top)")
     p.add_argument("--pooling", choices=["none", "mean", "max"], help="per token (none, default) or per sentence")
     p.add_argument("--dtype", choices=["float32", "float16"], help="vector dtype (default float32)")
-    p.add_argument("--batch-size", type=int, help="sentences per actor call (default 256)")
+    p.add_argument("--batch-size", type=positive_int, help="sentences per actor call (default 256)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="fp32 (default, exact) | bf16 | int8 (CPU): faster, with the error stated in the README")
     p.add_argument("--actors", type=_min_max, metavar="MIN,MAX", help="actor pool size (default 1,2)")
-    p.add_argument("--cpus-per-actor", type=float, help="CPUs reserved per actor (default 1)")
-    p.add_argument("--gpus-per-actor", type=float, help="GPUs per actor, fractions allowed (default 0)")
-    p.add_argument("--wait", dest="wait_s", type=float, metavar="SECONDS",
+    p.add_argument("--cpus-per-actor", type=positive_float, help="CPUs reserved per actor (default 1)")
+    p.add_argument("--gpus-per-actor", type=non_negative_float, help="GPUs per actor, fractions allowed (default 0)")
+    p.add_argument("--wait", dest="wait_s", type=non_negative_float, metavar="SECONDS",
                    help="wait up to SECONDS for another run's lease on --output (default 0: exit 75 at once)")
     add_ingest_arguments(p)
     add_config_arguments(p)

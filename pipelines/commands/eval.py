@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from pipelines.commands.arg_types import positive_int
 from pipelines.commands.probe import register_probe
 
 
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="text file(s) or prefix, one whitespace-tokenized sentence per line (repeatable)")
     ppl.add_argument("--mode", choices=["sentence", "stream"], default="sentence",
                      help="sentence: each sentence alone (default); stream: continuous text, state carried")
-    ppl.add_argument("--window", type=int, default=100, help="stream mode: tokens per window (default 100)")
+    ppl.add_argument("--window", type=positive_int, default=100, help="stream mode: tokens per window (default 100)")
     ppl.set_defaults(handler=run_perplexity)
     register_probe(tasks)
 
@@ -39,12 +40,15 @@ def load_lm(model_url: str):
 
 
 def run_perplexity(args: argparse.Namespace) -> int:
+    from elmo_model.errors import ElmoError
     from elmo_model.perplexity import perplexity
     from pipelines.io.storage import list_files, read_text
 
-    lm, vocab = load_lm(args.model)
     sentences = [line.split() for url in args.input for entry in list_files(url)
                  for line in read_text(entry.url).split("\n") if line.strip()]
+    if not sentences:
+        raise ElmoError(f"{', '.join(args.input)}: no sentences (every line is empty or blank)")
+    lm, vocab = load_lm(args.model)
     result = perplexity(lm, vocab, sentences, args.mode, args.window)
     print(json.dumps({"mode": args.mode, "sentences": len(sentences), **result}, indent=1))
     return 0

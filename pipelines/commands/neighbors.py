@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines.commands.arg_types import layer_choice, positive_int
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("neighbors", help="nearest occurrences of a word in context across a corpus (polysemy)")
@@ -13,9 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sentence", required=True, action="append",
                    help="a query sentence (whitespace-tokenized; repeatable)")
     p.add_argument("--word", required=True, help="the word to look up (case-insensitive)")
-    p.add_argument("--layer", default="top", help="top, average or a layer number (default top)")
-    p.add_argument("-k", type=int, default=5, help="neighbours to show (default 5)")
-    p.add_argument("--max-sentences", type=int, default=2000,
+    p.add_argument("--layer", type=layer_choice, default="top", help="top, average or a layer number (default top)")
+    p.add_argument("-k", type=positive_int, default=5, help="neighbours to show (default 5)")
+    p.add_argument("--max-sentences", type=positive_int, default=2000,
                    help="corpus sentences containing the word to search (default 2000)")
     p.set_defaults(handler=run)
 
@@ -37,6 +38,14 @@ def corpus_sentences(urls: list[str], word: str, limit: int) -> list[list[str]]:
     return found
 
 
+def check_layer(layer: str | int, n_layers: int, model_url: str) -> None:
+    """A layer number must exist in the model (0 = token layer, then the LSTM layers)."""
+    from elmo_model.errors import ElmoError
+
+    if isinstance(layer, int) and layer > n_layers:
+        raise ElmoError(f"--layer {layer}: the model at {model_url} has layers 0 to {n_layers}")
+
+
 def run(args: argparse.Namespace) -> int:
     from elmo_model.embedder import SentenceEmbedder
     from elmo_model.errors import ElmoError
@@ -44,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.io.model_store import load_model
 
     embedder = SentenceEmbedder(load_model(args.model).bilm)
+    check_layer(args.layer, embedder.bilm.options.n_layers, args.model)
     candidates = occurrences(embedder, corpus_sentences(args.corpus, args.word, args.max_sentences),
                              {args.word}, args.layer)
     if not candidates:

@@ -10,6 +10,8 @@ import random
 import time
 from typing import Any
 
+from pipelines.commands.arg_types import non_negative_float, non_negative_int, positive_int
+
 TAG_SETS = ("basetags", "tags")
 WORDNET_COLUMNS = ["lemma", "pos", "synset", "sense_key", "sense_number", "tag_count", "tokens", "index"]
 
@@ -27,21 +29,21 @@ def register_probe(tasks: argparse._SubParsersAction) -> None:
     pos.add_argument("--tags", choices=TAG_SETS, default="basetags",
                      help="tag files to use (default basetags: Brown tags without -tl/-hl/-nc/fw-)")
     pos.add_argument("--test-split", default="test", help="split to measure on (default test)")
-    pos.add_argument("--max-train-sentences", type=int, default=4000, metavar="N",
+    pos.add_argument("--max-train-sentences", type=non_negative_int, default=4000, metavar="N",
                      help="random sample of training sentences (default 4000; 0 = all)")
-    pos.add_argument("--max-test-sentences", type=int, default=2000, metavar="N",
+    pos.add_argument("--max-test-sentences", type=non_negative_int, default=2000, metavar="N",
                      help="random sample of test sentences (default 2000; 0 = all)")
-    pos.add_argument("--epochs", type=int, default=10, help="probe training epochs (default 10)")
-    pos.add_argument("--weight-decay", type=float, default=1e-4, help="L2 on the probe (default 1e-4)")
+    pos.add_argument("--epochs", type=positive_int, default=10, help="probe training epochs (default 10)")
+    pos.add_argument("--weight-decay", type=non_negative_float, default=1e-4, help="L2 on the probe (default 1e-4)")
     pos.set_defaults(handler=run_pos)
 
     wsd = probes.add_parser("wsd", help="1-NN word-sense probe per layer (WordNet usage examples)")
     _common(wsd)
     wsd.add_argument("--data", required=True, metavar="FILE",
                      help="examples.tsv (or URL) as `python -m data.fetch wordnet` writes it")
-    wsd.add_argument("--max-lemmas", type=int, default=0, metavar="N",
+    wsd.add_argument("--max-lemmas", type=non_negative_int, default=0, metavar="N",
                      help="random sample of lemmas with >= 2 senses (default 0 = all)")
-    wsd.add_argument("--min-examples-per-sense", type=int, default=2, metavar="K",
+    wsd.add_argument("--min-examples-per-sense", type=positive_int, default=2, metavar="K",
                      help="keep only senses with at least K examples (default 2: under leave-one-out a "
                           "sense's only example can never be matched), then lemmas with >= 2 such senses")
     wsd.set_defaults(handler=run_wsd)
@@ -51,8 +53,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="URL", help="directory with options.json + weights.hdf5")
     p.add_argument("--output", metavar="FILE", help="also write the results as JSON (local path or URL)")
     p.add_argument("--seed", type=int, default=0, help="sampling and training seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=64, help="sentences per biLM call (default 64)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="sentences per biLM call (default 64)")
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (default 0: torch's choice)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ import signal
 import sys
 import threading
 
+from pipelines.commands.arg_types import port
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("s3", help="embedded S3 endpoint for local runs and tests")
     actions = p.add_subparsers(dest="s3_command", required=True, metavar="ACTION")
     serve = actions.add_parser("serve", help="serve S3 (moto) on 127.0.0.1 until Ctrl-C / SIGTERM")
-    serve.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    serve.add_argument("--port", type=port, default=0, help="port (default: any free port)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--bucket", action="append", default=[], metavar="B",
                        help="bucket to create at start (repeatable)")

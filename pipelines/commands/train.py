@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipelines.commands.arg_types import positive_int
 from pipelines.config import add_config_arguments
 
 
@@ -17,9 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", metavar="URL", help="model directory to write")
     p.add_argument("--storage", metavar="URL", help="checkpoint storage (default OUTPUT/checkpoints)")
     p.add_argument("--init-from", metavar="URL", help="model directory to fine-tune")
-    p.add_argument("--num-workers", type=int, help="Ray Train workers (default 1)")
+    p.add_argument("--num-workers", type=positive_int, help="Ray Train workers (default 1)")
     p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker, nccl, bf16 autocast")
-    p.add_argument("--steps", type=int, help="optimizer steps (training.steps)")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (training.steps)")
     add_config_arguments(p)
     p.set_defaults(handler=run)
 

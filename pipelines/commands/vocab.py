@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipelines.commands.arg_types import at_least, positive_int
 from pipelines.commands.ingest_flags import add_ingest_arguments, ingest_flags
 from pipelines.config import add_config_arguments
+
+MIN_VOCAB_SIZE = 4  # <S>, </S>, <UNK> and at least one token (pipelines.vocab_job checks the same)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", dest="inputs", action="append", metavar="URL",
                    help="file or prefix to read (s3://, gs://, file:// or path; repeatable)")
     p.add_argument("--output", metavar="URL", help="where vocab.txt, counts.tsv and config.toml go")
-    p.add_argument("--max-size", type=int, help="vocabulary size, counting <S>, </S>, <UNK> (default: all)")
-    p.add_argument("--min-count", type=int, help="drop tokens seen fewer times (default 1)")
+    p.add_argument("--max-size", type=at_least(MIN_VOCAB_SIZE), help="vocabulary size, counting <S>, </S>, <UNK> (default: all)")
+    p.add_argument("--min-count", type=positive_int, help="drop tokens seen fewer times (default 1)")
     add_ingest_arguments(p)
     add_config_arguments(p)
     p.set_defaults(handler=run)

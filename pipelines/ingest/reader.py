@@ -38,12 +38,17 @@ class IngestConfig:
 
     format: Literal["auto", "txt", "jsonl", "parquet"] = "auto"
     text_field: str = "text"  # JSONL field / Parquet column holding the text
-    id_field: str | None = "id"  # JSONL field / Parquet column kept as doc_id (if present)
+    id_field: str | Literal[False] | None = "id"  # JSONL field / Parquet column kept as doc_id (if present);
+    # "" (or false / None) = no id column: doc_id stays null
     sentence_split: str = "line"  # "line", "none" or "module:function"
     tokenizer: str = "whitespace"  # "whitespace" or "module:function"
     max_tokens: int | None = None  # cap on tokens per sentence (the rest is cut off)
     invalid_utf8: Literal["replace", "skip", "fail"] = "replace"
     max_characters_per_token: int = MAX_CHARS
+
+    def __post_init__(self) -> None:
+        if not self.id_field:  # one spelling of "none" ("") so the resolved config.toml reloads the same
+            object.__setattr__(self, "id_field", "")
 
 
 @dataclass(frozen=True)

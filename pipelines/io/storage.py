@@ -68,8 +68,8 @@ def resolve(url: str | os.PathLike, options: StorageOptions | None = None) -> Lo
     if scheme == "file":
         path = str(Path(rest).expanduser().absolute())
         return Location(f"file://{path}", "file", path, *_local_filesystems())
-    if not rest.strip("/"):
-        raise ElmoError(f"{text}: URL names no bucket")
+    if not rest.strip("/") or rest.startswith("/"):
+        raise ElmoError(f"{text}: URL names no bucket (expected {scheme}://BUCKET/PREFIX)")
     path = rest.rstrip("/")
     if scheme in ("s3", "s3a"):
         return Location(f"s3://{path}", "s3", path, *_s3_filesystems(text, options))
@@ -166,8 +166,11 @@ def list_files(url: str | os.PathLike, options: StorageOptions | None = None,
 
 
 def check_output(url: str | os.PathLike, options: StorageOptions | None = None) -> None:
-    """Fail early, naming ``url``, if its bucket does not exist (local directories are created)."""
+    """Fail early, naming ``url``, if its bucket does not exist or a local directory cannot be
+    written (local directories are created, and a probe file is written and removed)."""
     loc = resolve(url, options)
+    if loc.scheme == "file":
+        _check_local_output(loc)
     if loc.scheme in ("s3", "gs"):
         bucket = loc.path.split("/")[0]
         with storage_errors(loc.url, "write"):
@@ -187,6 +190,19 @@ def join_url(url: str | os.PathLike, name: str, options: StorageOptions | None =
     if text.startswith(_HTTP):
         return text.rstrip("/") + "/" + name
     return resolve(text, options).join(name).url
+
+
+def _check_local_output(loc: Location) -> None:
+    if os.path.exists(loc.path) and not os.path.isdir(loc.path):
+        raise ElmoError(f"{loc.url}: cannot write there: it is a file, not a directory")
+    try:
+        os.makedirs(loc.path, exist_ok=True)
+        probe = os.path.join(loc.path, f"_write_probe.{uuid.uuid4().hex[:12]}")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise ElmoError(f"{loc.url}: cannot write there ({exc.strerror or exc})") from None
 
 
 def exists(url: str | os.PathLike, options: StorageOptions | None = None) -> bool:

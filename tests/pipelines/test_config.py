@@ -105,3 +105,34 @@ def test_test_only_faults_are_no_config_keys(monkeypatch):
     monkeypatch.setenv(fault_injection.ENV_VAR, '{"no_such_fault": 1}')
     with pytest.raises(ElmoError, match="ELMO_TEST_FAULTS: expected a JSON object"):
         fault_injection.planned()
+
+
+@pytest.mark.parametrize("spelling", ['""', "false"])
+def test_id_field_can_be_unset_from_toml_and_cli_and_round_trips(tmp_path, spelling):
+    """A corpus with no id column: `id_field = ""` (or false) means none, from TOML and from --set / --id-field."""
+    from pipelines.commands import vocab as vocab_command
+    from pipelines.commands.ingest_flags import ingest_flags
+    from pipelines.ingest.text_sources import read_jsonl_file
+
+    path = tmp_path / "vocab.toml"
+    path.write_text(f'inputs = ["x"]\noutput = "y"\n[ingest]\nid_field = {spelling}\n')
+    from_toml = load_config(VocabConfig, str(path))
+    from_set = load_config(VocabConfig, None, {"inputs": ("x",), "output": "y"}, [f"ingest.id_field={spelling}"])
+    parser = argparse.ArgumentParser()
+    vocab_command.register(parser.add_subparsers())
+    args = parser.parse_args(["vocab", "--id-field", ""])
+    from_flag = load_config(VocabConfig, None, {"inputs": ("x",), "output": "y", **ingest_flags(args)})
+    for config in (from_toml, from_set, from_flag):
+        assert config.ingest.id_field == ""
+        resolved = tmp_path / "resolved.toml"
+        resolved.write_text(to_toml(config))
+        assert load_config(VocabConfig, str(resolved)) == config  # not back to the default "id"
+    assert IngestConfig(id_field=None) == IngestConfig(id_field="")
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"id": "doc-1", "text": "a b"}\n')
+    import pyarrow.fs
+
+    table = next(read_jsonl_file(pyarrow.fs.LocalFileSystem(), str(jsonl), str(jsonl), "text", from_toml.ingest.id_field))
+    assert table.column("doc_id").to_pylist() == [None]
+    default = next(read_jsonl_file(pyarrow.fs.LocalFileSystem(), str(jsonl), str(jsonl), "text", IngestConfig().id_field))
+    assert default.column("doc_id").to_pylist() == ["doc-1"]
