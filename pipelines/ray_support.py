@@ -1,6 +1,7 @@
 """The few version-sensitive Ray calls of the data stages, in one place (Ray pinned to 2.60).
 
-- :func:`ensure_ray` starts (or joins, with ``RAY_ADDRESS``) Ray once per process.
+- :func:`ensure_ray` starts (or joins, with ``RAY_ADDRESS``) Ray once per process; a Ray it joins gets
+  the driver's storage settings in the job's runtime environment (:mod:`pipelines.io.worker_env`).
 - :func:`keep_user_errors` makes a dataset raise the UDF's own exception (not Ray Data's generic
   ``UserCodeException``), so an :class:`ElmoError` raised in a worker reaches the driver.
 - :func:`clean_errors` turns such a remote error back into one plain :class:`ElmoError` whose
@@ -31,8 +32,11 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     """``ray.init`` unless Ray is already initialised in this process."""
     import ray
 
+    from pipelines.io.worker_env import job_runtime_env
+
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                 runtime_env=job_runtime_env())
 
 
 def shutdown_ray() -> None:
