@@ -134,7 +134,8 @@ class RayHead:
         return {"RAY_ADDRESS": self.address, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -155,7 +156,7 @@ def ray_head(num_cpus: int = 2) -> Iterator[RayHead]:
     """``ray start --head --block`` on 127.0.0.1 (every port chosen free, token auth off) in its own
     process group, which is stopped at the end by its PID — never ``ray stop``."""
     temp_dir = f"/tmp/r{uuid.uuid4().hex[:6]}"  # short: Unix socket paths are limited to 107 bytes
-    ports = {flag: _free_port() for flag in _PORT_FLAGS}
+    ports = {flag: free_port() for flag in _PORT_FLAGS}
     command = [str(_VENV_BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
                f"--temp-dir={temp_dir}", f"--num-cpus={num_cpus}", "--disable-usage-stats",
                "--include-dashboard=true", "--dashboard-host=127.0.0.1", "--object-store-memory=200000000",

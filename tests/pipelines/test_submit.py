@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from pipelines_support import local_s3_env, patched_env, ray_head
+from pipelines_support import free_port, local_s3_env, patched_env, ray_head
 
 from elmo_model.errors import ElmoError
 from pipelines import cli, submit
@@ -158,7 +158,7 @@ def test_sigterm_stops_the_job_too(monkeypatch, capsys):
 
 
 def test_unreachable_cluster_is_one_line():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     with patched_env({"RAY_AUTH_MODE": "disabled"}):
         with pytest.raises(ElmoError, match=f"cannot reach the Ray cluster at http://127.0.0.1:{port}: "):
             submit.connect(f"http://127.0.0.1:{port}")
@@ -201,7 +201,7 @@ def _submit(capsys, url: str, *args: str) -> SimpleNamespace:
 
 @pytest.mark.ray
 def test_the_address_given_wins_over_ray_address(head):
-    with patched_env({"RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": f"http://127.0.0.1:{_free_port()}"}):
+    with patched_env({"RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": f"http://127.0.0.1:{free_port()}"}):
         assert submit.connect(head).list_jobs() is not None  # Ray's client alone would use RAY_ADDRESS
         assert os.environ["RAY_ADDRESS"] != head
 
