@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= pipelines,local-s3,dev
+EXTRAS ?= pipelines,local-s3,gcs,dev
 STAMP := $(VENV)/.installed-$(shell echo $(EXTRAS) | tr ',' '-')
 
 .PHONY: setup demo test test-slow test-all bench gpu-check clean

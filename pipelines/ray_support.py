@@ -2,7 +2,8 @@
 
 - :func:`ensure_ray` starts (or joins, with ``RAY_ADDRESS``) Ray once per process; a Ray it starts
   is watched by :mod:`pipelines.ray_watchdog`, which kills its processes if the driver dies
-  without shutting it down (SIGKILL, OOM kill).
+  without shutting it down (SIGKILL, OOM kill); a Ray it joins gets the driver's storage settings
+  in the job's runtime environment (:mod:`pipelines.io.worker_env`).
 - :func:`keep_user_errors` makes a dataset raise the UDF's own exception (not Ray Data's generic
   ``UserCodeException``), so an :class:`ElmoError` raised in a worker reaches the driver.
 - :func:`clean_errors` turns such a remote error back into one plain :class:`ElmoError` whose
@@ -36,9 +37,12 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     """``ray.init`` unless Ray is already initialised in this process."""
     import ray
 
+    from pipelines.io.worker_env import job_runtime_env
+
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-        if not os.environ.get("RAY_ADDRESS"):
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                 runtime_env=job_runtime_env())
+        if os.environ.get("RAY_ADDRESS", "") in ("", "local"):
             start_watchdog()
 
 

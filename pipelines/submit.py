@@ -6,7 +6,7 @@ same as ``elmo <subcommand ...>`` wherever the package is importable: installed 
 uploaded with the job as its ``working_dir`` (from a checkout this project's directory is the
 default, without ``.venv``, ``data/cache``, ``runs``, ``.git``).
 
-The runtime environment carries the S3 settings that say *where* storage is
+The runtime environment carries the S3 and GCS settings that say *where* storage is
 (:data:`FORWARDED_ENV`, when set here) and whatever ``--env`` names. Credentials are forwarded
 only when named explicitly, and no value is ever printed: on a real cluster prefer an instance
 profile / IRSA (anything in a job's runtime environment is visible to whoever can read the
@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from elmo_model.errors import ElmoError
+from pipelines.io.worker_env import LOCATION_VARS
 
-# Where storage is, not who may use it: forwarded whenever set in the submitting shell.
-FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+# Where storage is (S3 and GCS), not who may use it: forwarded whenever set in the submitting shell.
+FORWARDED_ENV = LOCATION_VARS
 # gitignore-style patterns, relative to the working dir (Ray also honours .gitignore files there).
 DEFAULT_EXCLUDES = (".git", ".venv", "/data/cache", "/runs", "/build", "__pycache__", "*.egg-info",
                     ".pytest_cache", "*.partial")

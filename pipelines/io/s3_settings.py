@@ -30,7 +30,8 @@ for _name in ("botocore.credentials", "botocore.configprovider"):
 
 @dataclass(frozen=True)
 class StorageOptions:
-    """Explicit storage settings; every field left at its default defers to the AWS chain."""
+    """Explicit storage settings; every field left at its default defers to the AWS chain (S3) or to
+    Google's variables and default credentials (GCS, :mod:`pipelines.io.gcs_settings`)."""
 
     endpoint_url: str | None = None  # e.g. http://127.0.0.1:9000 for a local S3
     region: str | None = None
@@ -39,6 +40,9 @@ class StorageOptions:
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    gcs_endpoint_url: str | None = None  # e.g. http://127.0.0.1:4443 for a GCS emulator
+    gcs_project: str | None = None
+    gcs_token: str | None = field(default=None, repr=False)  # a credentials JSON file
 
 
 @dataclass(frozen=True)

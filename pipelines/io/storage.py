@@ -3,7 +3,7 @@
 ``resolve("s3://bucket/prefix")`` → a :class:`Location` holding the fsspec filesystem, the
 pyarrow filesystem and the scheme-less path both of them take. ``s3://`` goes through s3fs and
 pyarrow's S3 (endpoint, region and credentials from :mod:`pipelines.io.s3_settings`), ``gs://``
-through gcsfs (the ``gcs`` extra), plain paths and ``file://`` through the local filesystem;
+through gcsfs (the ``gcs`` extra; :mod:`pipelines.io.gcs_settings`), also wrapped for pyarrow, plain paths and ``file://`` through the local filesystem;
 ``http(s)://`` files (published models) can be read with :func:`read_bytes` and :func:`exists`.
 
 Also the small file operations the jobs need — list with fingerprints, read and write small
@@ -74,7 +74,7 @@ def resolve(url: str | os.PathLike, options: StorageOptions | None = None) -> Lo
     if scheme in ("s3", "s3a"):
         return Location(f"s3://{path}", "s3", path, *_s3_filesystems(text, options))
     if scheme in ("gs", "gcs"):
-        return Location(f"gs://{path}", "gs", path, *_gcs_filesystems(text))
+        return Location(f"gs://{path}", "gs", path, *_gcs_filesystems(text, options))
     raise ElmoError(f"{text}: unsupported URL scheme {scheme!r} (use s3://, gs://, file:// or a path)")
 
 
@@ -93,15 +93,12 @@ def _s3_filesystems(url: str, options: StorageOptions | None) -> tuple[Any, Any]
     return s3fs.S3FileSystem(**settings.s3fs_kwargs()), pyarrow.fs.S3FileSystem(**settings.pyarrow_kwargs())
 
 
-def _gcs_filesystems(url: str) -> tuple[Any, Any]:
-    try:
-        import gcsfs
-    except ImportError:
-        raise ElmoError(f"{url}: gs:// needs gcsfs: pip install 'elmo-ray[gcs]'") from None
-    import pyarrow.fs
+def _gcs_filesystems(url: str, options: StorageOptions | None) -> tuple[Any, Any]:
+    from pipelines.io.gcs_settings import resolve_gcs
 
-    fs = gcsfs.GCSFileSystem()
-    return fs, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+    settings = resolve_gcs(url, options)
+    fs = settings.gcsfs_filesystem()
+    return fs, settings.pyarrow_filesystem(fs)
 
 
 @contextlib.contextmanager
@@ -244,6 +241,9 @@ def publish(staged: str, final: str, options: StorageOptions | None = None) -> N
     with storage_errors(dst.url, "publish"):
         if dst.scheme == "file":
             os.replace(src.path, dst.path)
+        elif dst.scheme == "gs":  # gcsfs's mv tries GCS's moveTo first, which emulators lack (and log)
+            src.fs.copy(src.path, dst.path)
+            src.fs.rm_file(src.path)
         else:
             src.fs.mv(src.path, dst.path)
 

@@ -11,27 +11,21 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from pipelines_support import local_s3_env, patched_env
+from pipelines_support import free_port, local_s3_env, patched_env, ray_head
 
 from elmo_model.errors import ElmoError
 from pipelines import cli, submit
 from pipelines.io import storage
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 SECRET = "elmo-submit-secret-4f1e9a"  # a key value that must never reach the console
 # Ray's job client (2.60) passes ssl=None to aiohttp when it follows the logs.
 pytestmark = pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")
@@ -164,7 +158,7 @@ def test_sigterm_stops_the_job_too(monkeypatch, capsys):
 
 
 def test_unreachable_cluster_is_one_line():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     with patched_env({"RAY_AUTH_MODE": "disabled"}):
         with pytest.raises(ElmoError, match=f"cannot reach the Ray cluster at http://127.0.0.1:{port}: "):
             submit.connect(f"http://127.0.0.1:{port}")
@@ -172,70 +166,11 @@ def test_unreachable_cluster_is_one_line():
 
 # --- a real head node --------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_PORT_FLAGS = ("port", "dashboard-port", "ray-client-server-port", "dashboard-agent-listen-port",
-               "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
-               "node-manager-port", "object-manager-port")
-
-
-def _head_env(temp_dir: str) -> dict[str, str]:
-    """The head's environment: this venv first on PATH, no AWS settings or keys at all."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_"))}
-    env.update(PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", RAY_AUTH_MODE="disabled",
-               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
-               AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-               AWS_EC2_METADATA_DISABLED="true", ELMO_MODEL_CACHE=f"{temp_dir}/models")
-    return env
-
-
 @pytest.fixture(scope="module")
 def head():
     """A Ray head on 127.0.0.1 (2 CPUs, every port chosen free), its dashboard URL; stopped by PID."""
-    temp_dir = f"/tmp/r{uuid.uuid4().hex[:6]}"  # short: Unix socket paths are limited to 107 bytes
-    ports = {flag: _free_port() for flag in _PORT_FLAGS}
-    command = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-               f"--temp-dir={temp_dir}", "--num-cpus=2", "--disable-usage-stats", "--include-dashboard=true",
-               "--dashboard-host=127.0.0.1", "--object-store-memory=200000000",
-               *(f"--{flag}={port}" for flag, port in ports.items())]
-    log = Path(f"{temp_dir}.log")
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(command, env=_head_env(temp_dir), stdout=log_file, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # its own process group: stopped as one
-    url = f"http://127.0.0.1:{ports['dashboard-port']}"
-    try:
-        deadline = time.monotonic() + 240  # a loaded 2-core machine took over 60 s
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/version", timeout=1).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the Ray head did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.3)
-        yield url
-    finally:
-        _stop_group(process)
-        log.unlink(missing_ok=True)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the head's process group (``ray start --block`` then stops what it started), then SIGKILL."""
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    with ray_head() as started:
+        yield started.dashboard_url
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +201,7 @@ def _submit(capsys, url: str, *args: str) -> SimpleNamespace:
 
 @pytest.mark.ray
 def test_the_address_given_wins_over_ray_address(head):
-    with patched_env({"RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": f"http://127.0.0.1:{_free_port()}"}):
+    with patched_env({"RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": f"http://127.0.0.1:{free_port()}"}):
         assert submit.connect(head).list_jobs() is not None  # Ray's client alone would use RAY_ADDRESS
         assert os.environ["RAY_ADDRESS"] != head
 
