@@ -48,7 +48,6 @@ from torch.nn import functional as F
 
 from benchmarks.machine import machine_info
 from elmo_model.batching import bucketed_batches, collate, make_windows
-from elmo_model.language_model import set_fast_training
 from elmo_model.perplexity import sentence_perplexity
 from elmo_model.train_config import TrainConfig
 from elmo_model.train_loop import new_model
@@ -258,7 +257,7 @@ def run(seconds: float, split: str = "valid", quick: bool = False, settings: Set
     vocab = Vocabulary.from_counts(Counter(t for s in train for t in s))
     windows = make_windows(train, settings.max_tokens)
     config = settings.train_config()
-    project = LmTrainer(set_fast_training(new_model(config, vocab), True), config)
+    project = LmTrainer(new_model(config, vocab), config)  # the default (fast) training path
     torch.manual_seed(settings.seed)
     reference = ReferenceTrainer(ReferenceBiLm(settings.model, len(vocab), settings.dropout), settings)
     contenders = {"project": project, "reference": reference}
