@@ -54,6 +54,15 @@ def run_packed_train(
     first = lstms[0]
     input_weight, bias, recurrent, projection = stacked_weights(lstms)
     gates_x = torch.baddbmm(bias, inputs, input_weight)  # (D, N, 4·cell): one GEMM for all steps
+    device_type = inputs.device.type
+    if torch.is_autocast_enabled(device_type):
+        # Under autocast (bf16 on GPU workers) the big input GEMM above runs in low precision; the
+        # recurrence, with its in-place kernels writing into preallocated buffers, runs in the
+        # weights' dtype, as the inference path does for its cells.
+        dtype = recurrent.dtype
+        with torch.autocast(device_type, enabled=False):
+            return _PackedLstm.apply(gates_x.to(dtype), recurrent, projection, h0.to(dtype), c0.to(dtype),
+                                     tuple(batch_sizes), first.cell_clip, first.proj_clip)
     return _PackedLstm.apply(gates_x, recurrent, projection, h0, c0, tuple(batch_sizes),
                              first.cell_clip, first.proj_clip)
 

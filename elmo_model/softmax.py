@@ -113,6 +113,16 @@ class _LinearSoftmaxNll(torch.autograd.Function):
         return d_hidden, d_weight, d_bias, None, d_true_weight, d_true_bias, None
 
 
+def _fused_nll(hidden: torch.Tensor, weight: torch.Tensor, *rest) -> torch.Tensor:
+    """:class:`_LinearSoftmaxNll` in the weights' dtype: under autocast (bf16 GPU workers) its
+    in-place buffers need one dtype, and the softmax wants full precision anyway."""
+    device_type = hidden.device.type
+    if torch.is_autocast_enabled(device_type):
+        with torch.autocast(device_type, enabled=False):
+            return _LinearSoftmaxNll.apply(hidden.to(weight.dtype), weight, *rest)
+    return _LinearSoftmaxNll.apply(hidden, weight, *rest)
+
+
 class LmSoftmax(nn.Module):
     """``logits = h · Wᵀ + b`` over the vocabulary; ``W`` is ``(n_vocab, dim)`` as in bilm-tf."""
 
@@ -134,7 +144,7 @@ class LmSoftmax(nn.Module):
     def full_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Summed negative log-likelihood of ``targets (N,)`` given ``hidden (N, dim)``."""
         if self.fused_loss:
-            return _LinearSoftmaxNll.apply(hidden, self.weight, self.bias, targets, None, None, None).sum()
+            return _fused_nll(hidden, self.weight, self.bias, targets, None, None, None).sum()
         return F.cross_entropy(F.linear(hidden, self.weight, self.bias), targets, reduction="sum")
 
     def sample(self, n_samples: int, generator: torch.Generator | None = None) -> SampledClasses:
@@ -149,7 +159,7 @@ class LmSoftmax(nn.Module):
             if sampled.n_tries >= 0:  # log-Q correction, folded into the biases
                 true_bias = true_bias - torch.log(self.sampler.expected_count(targets, sampled.n_tries))
                 sampled_bias = sampled_bias - torch.log(self.sampler.expected_count(sampled.ids, sampled.n_tries))
-            return _LinearSoftmaxNll.apply(hidden, self.weight[sampled.ids], sampled_bias, None,
+            return _fused_nll(hidden, self.weight[sampled.ids], sampled_bias, None,
                                            self.weight[targets], true_bias, hits).sum()
         true_logits = (hidden * self.weight[targets]).sum(-1) + self.bias[targets]  # (N,)
         sampled_logits = F.linear(hidden, self.weight[sampled.ids], self.bias[sampled.ids])  # (N, S)
