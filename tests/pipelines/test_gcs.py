@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 
@@ -22,6 +23,8 @@ from elmo_model.errors import ElmoError
 from elmo_model.train_config import TrainConfig
 from elmo_model.vocab import Vocabulary
 from pipelines.embed.job import EmbedJobConfig, run_embed
+from pipelines.embed.lease import LeaseHeld, RunLease
+from pipelines.io.conditional import ConditionFailed, create_exclusive, read_versioned, replace_if
 from pipelines.io import storage
 from pipelines.io.gcs_settings import resolve_gcs
 from pipelines.io.s3_settings import StorageOptions
@@ -44,6 +47,50 @@ def gcs(tiny_files):
         storage.write_text("gs://gcorpus/in/a.txt", TEXT_A)
         storage.write_text("gs://gcorpus/in/b.txt", TEXT_B)
         yield endpoint
+
+
+# --- conditional writes (the embed run lease and the manifest's compare-and-swap) ---------------------
+
+def test_conditional_writes_on_gcs(gcs):
+    loc = storage.resolve(f"gs://gout/cond-{uuid.uuid4().hex[:8]}/_lease.json")
+    assert read_versioned(loc) is None
+    first = create_exclusive(loc, b"one")
+    with pytest.raises(ConditionFailed):
+        create_exclusive(loc, b"two")
+    current = read_versioned(loc)
+    assert (current.data, current.token) == (b"one", first)
+    second = replace_if(loc, b"three", first)
+    with pytest.raises(ConditionFailed):  # the old generation no longer matches
+        replace_if(loc, b"four", first)
+    assert read_versioned(loc).data == b"three" and read_versioned(loc).token == second
+
+
+def test_expired_gcs_lease_is_taken_over_by_exactly_one_contender(gcs):
+    out = storage.resolve(f"gs://gout/takeover-{uuid.uuid4().hex[:8]}")
+    dead = {"run_id": "dead-run", "host": "elsewhere", "pid": 1, "pid_start": "1", "machine": "another-machine",
+            "started": time.time() - 3600, "expires": time.time() - 10, "released": False}
+    storage.write_bytes(out.join("_lease.json").url, json.dumps(dead).encode())
+    leases = [RunLease(out, f"contender-{i}", ttl_s=60) for i in range(4)]
+    outcomes: dict[int, str] = {}
+    barrier = threading.Barrier(len(leases))
+
+    def contend(i: int) -> None:
+        barrier.wait()
+        try:
+            leases[i].acquire(wait_s=0)
+            outcomes[i] = "won"
+        except LeaseHeld as exc:
+            outcomes[i] = str(exc)
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(leases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [i for i, o in outcomes.items() if o == "won"]
+    assert len(winners) == 1, outcomes
+    leases[winners[0]].release()
+    assert json.loads(storage.read_bytes(out.join("_lease.json").url))["released"] is True
 
 
 # --- storage ----------------------------------------------------------------------------------------
@@ -134,10 +181,14 @@ def test_embed_is_incremental_on_gcs(gcs, tiny_files):
         np.testing.assert_allclose(np.array(row["embedding"]), stack[-1], atol=1e-5)
 
     loc = storage.resolve(output)
-    visible = {p: i["generation"] for p, i in loc.fs.find(loc.path, detail=True).items()}
+    def generations() -> dict[str, str]:  # every object but the run lease, which each run takes anew
+        return {p: i["generation"] for p, i in loc.fs.find(loc.path, detail=True).items()
+                if not p.endswith("/_lease.json")}
+
+    visible = generations()
     again = run_embed(config)  # nothing new: nothing embedded, nothing rewritten
     assert again.embedded == [] and again.skipped == 2
-    assert {p: i["generation"] for p, i in loc.fs.find(loc.path, detail=True).items()} == visible
+    assert generations() == visible
 
     storage.write_text("gs://gcorpus/incr/a.txt", "Completely new text\n")  # a changed input re-embeds
     changed = run_embed(config)
