@@ -195,3 +195,44 @@ def _stop_group(process: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def expired_foreign_lease(output_url: str, run_id: str = "dead-run") -> None:
+    """An ``elmo embed`` lease on ``output_url`` left by a run on another machine, expired an hour ago."""
+    import json
+
+    from pipelines.io.storage import resolve
+
+    record = {"run_id": run_id, "host": "elsewhere", "pid": 1, "pid_start": "1", "machine": "another-machine",
+              "started": time.time() - 3600, "expires": time.time() - 10, "released": False}
+    loc = resolve(output_url)
+    loc.fs.makedirs(loc.path, exist_ok=True)
+    loc.fs.pipe_file(loc.join("_lease.json").path, json.dumps(record).encode())
+
+
+def race_for_expired_lease(output_url: str, contenders: int = 4):
+    """``contenders`` threads try, at once, to take over an expired lease on ``output_url``; returns
+    the leases and each one's outcome ("won" or the LeaseHeld message)."""
+    from pipelines.embed.lease import LeaseHeld, RunLease
+    from pipelines.io.storage import resolve
+
+    expired_foreign_lease(output_url)
+    out = resolve(output_url)
+    leases = [RunLease(out, f"contender-{i}", ttl_s=60) for i in range(contenders)]
+    outcomes: dict[int, str] = {}
+    barrier = threading.Barrier(contenders)
+
+    def contend(i: int) -> None:
+        barrier.wait()
+        try:
+            leases[i].acquire(wait_s=0)
+            outcomes[i] = "won"
+        except LeaseHeld as exc:
+            outcomes[i] = str(exc)
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(contenders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return leases, outcomes

@@ -10,18 +10,17 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.embed.lease import EXIT_LEASE_HELD, LeaseHeld, RunLease
+from pipelines.embed.lease import EXIT_LEASE_HELD, RunLease
 from pipelines.embed.manifest import ManifestChanged, commit, read_state, recover
 from pipelines.io.storage import FileEntry, resolve
 from pipelines.ray_watchdog import descendants, process_table, start_time
 
-from pipelines_support import local_s3_env
+from pipelines_support import expired_foreign_lease, local_s3_env, race_for_expired_lease
 
 pytestmark = pytest.mark.ray
 
@@ -95,35 +94,10 @@ def test_two_concurrent_runs_commit_once_and_a_waiting_run_queues(s3):
     assert json.loads(resolve(output).fs.cat_file("out/concurrent/_lease.json"))["released"] is True
 
 
-def _expired_foreign_lease(output: str, run_id: str = "dead-run") -> None:
-    record = {"run_id": run_id, "host": "elsewhere", "pid": 1, "pid_start": "1", "machine": "another-machine",
-              "started": time.time() - 3600, "expires": time.time() - 10, "released": False}
-    loc = resolve(output)
-    loc.fs.makedirs(loc.path, exist_ok=True)
-    loc.fs.pipe_file(loc.join("_lease.json").path, json.dumps(record).encode())
-
-
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_expired_lease_is_taken_over_by_exactly_one_contender(s3, tmp_path, where):
     out = resolve("s3://out/takeover" if where == "s3" else str(tmp_path / "out"))
-    _expired_foreign_lease(out.url)
-    leases = [RunLease(out, f"contender-{i}", ttl_s=60) for i in range(4)]
-    outcomes: dict[int, str] = {}
-    barrier = threading.Barrier(len(leases))
-
-    def contend(i: int) -> None:
-        barrier.wait()
-        try:
-            leases[i].acquire(wait_s=0)
-            outcomes[i] = "won"
-        except LeaseHeld as exc:
-            outcomes[i] = str(exc)
-
-    threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(leases))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    leases, outcomes = race_for_expired_lease(out.url)
     winners = [i for i, o in outcomes.items() if o == "won"]
     assert len(winners) == 1, outcomes
     winner = leases[winners[0]]
@@ -140,7 +114,7 @@ def test_a_live_lease_blocks_and_an_expired_one_is_taken_over_by_elmo_embed(s3):
     blocked = _finish(_start(output))
     assert blocked[0] == EXIT_LEASE_HELD and "live-run" in blocked[2], blocked[2][-2000:]
     live.release()
-    _expired_foreign_lease(output)
+    expired_foreign_lease(output)
     code, out, err = _finish(_start(output))
     assert code == 0, err[-3000:]
     assert "took over the lease" in err and "dead-run" in err

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 import uuid
 
 import numpy as np
 import pyarrow.fs
 import pyarrow.parquet as pq
 import pytest
-from pipelines_support import local_gcs_env, local_ray, patched_env, token_counter
+from pipelines_support import local_gcs_env, local_ray, patched_env, race_for_expired_lease, token_counter
 
 from elmo_model.errors import ElmoError
 from elmo_model.train_config import TrainConfig
 from elmo_model.vocab import Vocabulary
 from pipelines.embed.job import EmbedJobConfig, run_embed
-from pipelines.embed.lease import LeaseHeld, RunLease
 from pipelines.io.conditional import ConditionFailed, create_exclusive, read_versioned, replace_if
 from pipelines.io import storage
 from pipelines.io.gcs_settings import resolve_gcs
@@ -67,26 +64,7 @@ def test_conditional_writes_on_gcs(gcs):
 
 def test_expired_gcs_lease_is_taken_over_by_exactly_one_contender(gcs):
     out = storage.resolve(f"gs://gout/takeover-{uuid.uuid4().hex[:8]}")
-    dead = {"run_id": "dead-run", "host": "elsewhere", "pid": 1, "pid_start": "1", "machine": "another-machine",
-            "started": time.time() - 3600, "expires": time.time() - 10, "released": False}
-    storage.write_bytes(out.join("_lease.json").url, json.dumps(dead).encode())
-    leases = [RunLease(out, f"contender-{i}", ttl_s=60) for i in range(4)]
-    outcomes: dict[int, str] = {}
-    barrier = threading.Barrier(len(leases))
-
-    def contend(i: int) -> None:
-        barrier.wait()
-        try:
-            leases[i].acquire(wait_s=0)
-            outcomes[i] = "won"
-        except LeaseHeld as exc:
-            outcomes[i] = str(exc)
-
-    threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(leases))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    leases, outcomes = race_for_expired_lease(out.url)
     winners = [i for i, o in outcomes.items() if o == "won"]
     assert len(winners) == 1, outcomes
     leases[winners[0]].release()
