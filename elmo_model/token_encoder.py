@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -142,6 +143,27 @@ def _stacked_kernel(convolutions: nn.ModuleList) -> tuple[torch.Tensor, torch.Te
     return stacked.reshape(-1, stacked.shape[2]), bias, widths.to(bias.device)
 
 
+def _sorted_by_length(char_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Rows of ``char_ids`` shortest first: the order, the sorted rows and their lengths (the last
+    non-padding position, 1-based)."""
+    position = torch.arange(1, char_ids.shape[1] + 1, device=char_ids.device)
+    lengths = ((char_ids != PAD_ID) * position).amax(dim=1)
+    order = torch.argsort(lengths)
+    return order, char_ids[order], lengths[order].tolist()
+
+
+def _length_chunks(sorted_lengths: list[int], chunk: int) -> Iterator[tuple[int, int]]:
+    """``[start, end)`` chunks of at most ``chunk`` sorted rows, whose rows are at most about twice
+    as long as the first: one long row (e.g. an all-zero padding position, "length" max_chars)
+    does not widen a chunk of short ones."""
+    start, n = 0, len(sorted_lengths)
+    while start < n:
+        limit = max(2 * sorted_lengths[start], 16)
+        end = max(start + 1, bisect.bisect_right(sorted_lengths, limit, start, min(start + chunk, n)))
+        yield start, end
+        start = end
+
+
 def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: int) -> torch.Tensor:
     """Max-pooled convolutions ``(n, n_filters)`` of char ids ``(n, max_chars)``, skipping work.
 
@@ -150,20 +172,17 @@ def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: in
     plus one all-padding window. Tokens are sorted by length and convolved in chunks, keeping the
     window starts up to the chunk's longest token + 1, all filters as one matrix product.
     """
-    n, max_chars = char_ids.shape
+    max_chars = char_ids.shape[1]
     kernel, bias, widths = _stacked_kernel(encoder.convolutions)
     max_width = int(widths.max())
-    position = torch.arange(1, max_chars + 1, device=char_ids.device)
-    lengths = ((char_ids != PAD_ID) * position).amax(dim=1)  # last non-padding char, 1-based
-    order = torch.argsort(lengths)
-    sorted_ids, sorted_lengths = char_ids[order], lengths[order].tolist()
+    order, sorted_ids, sorted_lengths = _sorted_by_length(char_ids)
     tail = sorted_ids.new_full((1, max_width - 1), PAD_ID)
     pooled = []
-    for start in range(0, n, chunk):
-        ids = sorted_ids[start : start + chunk]
+    for start, end in _length_chunks(sorted_lengths, chunk):
+        ids = sorted_ids[start:end]
         k = ids.shape[0]
         # Window starts kept: every one touching a character, and one all-padding window.
-        span = min(max_chars, sorted_lengths[start + k - 1] + 1)
+        span = min(max_chars, sorted_lengths[end - 1] + 1)
         padded = torch.cat([ids[:, :span], tail.expand(k, -1)], dim=1)  # (k, span + max_width - 1)
         chars = encoder.char_embedding(padded)  # (k, span + max_width - 1, char_dim)
         dim = chars.shape[2]
@@ -198,23 +217,15 @@ def pool_trimmed_autograd(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, 
     Windows are built from shifted slices (cheap to differentiate, unlike ``as_strided``), and
     every filter width is one matrix product against :func:`_stacked_kernel`.
     """
-    n, max_chars = char_ids.shape
+    max_chars = char_ids.shape[1]
     kernel, bias, widths = _stacked_kernel(encoder.convolutions)
     max_width = int(widths.max())
-    position = torch.arange(1, max_chars + 1, device=char_ids.device)
-    lengths = ((char_ids != PAD_ID) * position).amax(dim=1)  # last non-padding char, 1-based
-    order = torch.argsort(lengths)
-    sorted_ids, sorted_lengths = char_ids[order], lengths[order].tolist()
+    order, sorted_ids, sorted_lengths = _sorted_by_length(char_ids)
     tail = sorted_ids.new_full((1, max_width - 1), PAD_ID)
     pooled = []
-    start = 0
-    while start < n:
-        # A chunk's rows are at most about twice as long as its first: one long row (e.g. an
-        # all-zero padding position, "length" max_chars) does not widen a chunk of short ones.
-        limit = max(2 * sorted_lengths[start], 16)
-        end = max(start + 1, bisect.bisect_right(sorted_lengths, limit, start, min(start + chunk, n)))
+    for start, end in _length_chunks(sorted_lengths, chunk):
         ids = sorted_ids[start:end]
-        k, start = ids.shape[0], end
+        k = ids.shape[0]
         span = min(max_chars, sorted_lengths[end - 1] + 1)  # window starts kept
         padded = torch.cat([ids[:, :span], tail.expand(k, -1)], dim=1)  # (k, span + max_width - 1)
         chars = encoder.char_embedding(padded)  # (k, span + max_width - 1, char_dim)
