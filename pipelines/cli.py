@@ -16,6 +16,7 @@ from elmo_model.errors import ElmoError
 
 from pipelines.cli_logging import configure_logging
 from pipelines.commands.arg_types import OneLineParser
+from pipelines.ray_noise import quiet_cli_output
 from pipelines.commands import demo, dump, embed, neighbors, s3, submit, train, vocab
 from pipelines.commands import eval as eval_command
 
@@ -36,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
-        return args.handler(args)
+        with quiet_cli_output(args.verbose):
+            return args.handler(args)
     except ElmoError as exc:
         print(f"elmo {args.command}: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)

@@ -37,13 +37,16 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     """``ray.init`` unless Ray is already initialised in this process."""
     import ray
 
+    from pipelines import ray_noise
     from pipelines.io.worker_env import job_runtime_env
 
     if not ray.is_initialized():
+        ray_noise.on_ray_start()
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
                  runtime_env=job_runtime_env())
         if os.environ.get("RAY_ADDRESS", "") in ("", "local"):
             start_watchdog()
+        ray_noise.after_ray_start()
 
 
 def start_watchdog() -> subprocess.Popen | None:

@@ -85,8 +85,23 @@ def test_verbose_never_prints_credentials(s3, tmp_path, command):
     if command in ("dump", "neighbors", "eval perplexity", "vocab", "embed", "train"):
         assert result.returncode == 0, output[-3000:]
         assert "DEBUG" in output  # -v really was on
+    if command == "embed":  # -v keeps Ray's own lines: the noise that test_quiet_embed_* checks is gone
+        assert "core_worker.cc" in output and "has constructor arguments in the object store" in output
     else:  # probe: no such data file; submit: no cluster there — both after touching S3/credentials
         assert result.returncode != 0
+
+
+def test_quiet_embed_prints_only_its_result(s3):
+    """Issue 16 item 9: without -v a successful embed shows its result line, none of Ray's noise
+    (the core_worker.cc error line, the token-auth notice, Ray Data's INFO progress)."""
+    env = {**_env(), "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_AUTH_MODE")
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", *COMMANDS["embed"](None)[:-6], "--output",
+                             "s3://secret/quiet", "--actors", "1,1", "--cpus-per-actor", "0.5"],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().startswith("embedded 1 input file(s), 2 sentences"), result.stdout
+    assert result.stderr == "", result.stderr
 
 
 def test_s3_serve_verbose_with_requests_prints_no_client_credentials(s3):

@@ -46,6 +46,9 @@ def test_train_command_end_to_end(s3, tmp_path):
     assert "steps: 6" in first.stdout and "valid perplexity:" in first.stdout
     assert "resumed at steps" not in first.stdout
     assert "step 6/6 loss" in first.stdout + first.stderr  # the workers' progress lines reach the console
+    noise = [line for line in (first.stdout + first.stderr).splitlines()  # Ray's own (issue 16 item 9)
+             if any(s in line for s in ("PlacementGroupCleaner", "core_worker.cc", "logging_progress", "execution finished"))]
+    assert noise == []
     model = f"s3://traincli/models/{name}"
     names = {e.url.rsplit("/", 1)[1] for e in storage.list_files(model)}
     assert {"options.json", "weights.hdf5", "vocab.txt", "config.toml", "metrics.csv", "metrics.json",
