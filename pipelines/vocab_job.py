@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from elmo_model.errors import ElmoError
 from elmo_model.vocab import SPECIAL_TOKENS, Vocabulary
 from pipelines.config import write_config
-from pipelines.ingest.reader import IngestConfig, InputPlan, plan_inputs, read_records
+from pipelines.ingest.reader import IngestConfig, InputPlan, check_sentences, plan_inputs, read_records
 from pipelines.ingest.sentences import SPLITTERS, TOKENIZERS, resolve_fn, sentence_table
 from pipelines.io.storage import StorageOptions, check_output, resolve, write_text
 
@@ -68,18 +68,23 @@ class CountStage:
         counted = pc.value_counts(flat)
         stats = {"records": records.num_rows, "invalid_utf8": pc.sum(records.column("bad_utf8")).as_py() or 0,
                  "sentences": sentences.num_rows, "tokens": len(flat)}
+        per_file = pc.value_counts(sentences.column("source").combine_chunks()) if sentences.num_rows else None
         return pa.table({"token": pa.array([counted.field("values")], pa.list_(pa.string())),
                          "count": pa.array([counted.field("counts")], pa.list_(pa.int64())),
+                         "file": pa.array([per_file.field("values") if per_file else []], pa.list_(pa.string())),
+                         "file_sentences": pa.array([per_file.field("counts") if per_file else []], pa.list_(pa.int64())),
                          **{name: pa.array([value], pa.int64()) for name, value in stats.items()}})
 
 
 def count_tokens(plan: InputPlan, config: IngestConfig) -> tuple[Counter, dict[str, int]]:
-    """Token counts and totals over the files of ``plan`` (starts Ray if needed)."""
+    """Token counts and totals over the files of ``plan`` (starts Ray if needed); an input file
+    without sentences is an error naming it."""
     from pipelines.ray_support import clean_errors, ensure_ray
 
     ensure_ray()
     counts: Counter = Counter()
     stats = dict.fromkeys(STAT_NAMES, 0)
+    per_file = dict.fromkeys((f.url for f in plan.files), 0)
     blocks = read_records(plan, config).map_batches(
         CountStage(config), batch_size=None, batch_format="pyarrow", zero_copy_batch=True)
     with clean_errors():
@@ -88,6 +93,9 @@ def count_tokens(plan: InputPlan, config: IngestConfig) -> tuple[Counter, dict[s
                 counts.update(dict(zip(row["token"], row["count"])))
                 for name in STAT_NAMES:
                     stats[name] += row[name]
+                for url, n in zip(row["file"], row["file_sentences"]):
+                    per_file[url] = per_file.get(url, 0) + n
+    check_sentences(per_file)
     return counts, stats
 
 

@@ -30,7 +30,7 @@ from elmo_model.precision import PRECISIONS
 from pipelines import fault_injection
 from pipelines.embed import manifest
 from pipelines.embed.output import OutputSpec
-from pipelines.ingest.reader import IngestConfig, InputPlan, list_inputs
+from pipelines.ingest.reader import IngestConfig, InputPlan, check_sentences, list_inputs
 from pipelines.io.storage import FileEntry, Location, StorageOptions, check_output, remove_tree, resolve
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
                 staging = out.join(manifest.STAGING, run_id, f"g{k:05d}")
                 _embed_to_staging(config, _only(plan, {e.url for e in group}), staging, digest, options, faults)
                 staged, rows = _staged_outputs(out, staging, group)
+                check_sentences(rows)  # an input without sentences: an error naming it, nothing of the group committed
                 fault_injection.crash_before_commit(faults)
                 lease.check()
                 state = manifest.commit(out, state, f"{run_id}-{k:05d}", staging, group, staged, rows, settings)

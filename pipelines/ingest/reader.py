@@ -91,7 +91,17 @@ def list_inputs(urls: str | Sequence[str], config: IngestConfig = IngestConfig()
             entries.append(entry)
             fmt = text_sources.detect_format(entry.path, config.format)
             files.append(InputFile(entry.url, entry.path, entry.size, fmt, len(filesystems) - 1))
+    check_sentences({e.url: e.size for e in entries}, "the file is empty")
     return entries, InputPlan(tuple(files), tuple(filesystems))
+
+
+def check_sentences(counts: dict[str, int], why: str = "every line is empty or blank") -> None:
+    """One error naming the first input file whose count (bytes, sentences) is zero — the same
+    rule for ``elmo vocab``, ``elmo embed`` and ``elmo train``: an input without sentences is bad input."""
+    empty = [url for url, count in counts.items() if not count]
+    if empty:
+        more = f" (and {len(empty) - 1} more input file(s) without sentences)" if len(empty) > 1 else ""
+        raise ElmoError(f"{empty[0]}: no sentences ({why}){more}")
 
 
 def read_file_records(file: dict, filesystems: Sequence[Any], config: IngestConfig) -> Iterator[pa.Table]:

@@ -15,6 +15,7 @@ from elmo_model.weights import load_bilm
 from pipelines.embed.job import EmbedJobConfig, run_embed
 from pipelines.fault_injection import ENV_VAR
 from pipelines.io.storage import resolve
+from pipelines.vocab_job import VocabConfig, build_vocab
 
 from pipelines_support import local_ray, local_s3_env, patched_env
 from support import run_elmo
@@ -157,3 +158,20 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(env, tmp_path):
     assert not resolve("s3://out").fs.find("out/bad")
     result = run_elmo("embed", "--model", "s3://models/none", "--input", "s3://corpus/in", "--output", "s3://out/bad")
     assert result.returncode == 2 and "not a model directory" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name, data, why", [("blank.txt", b"\n   \n\n", "every line is empty or blank"),
+                                             ("zero.txt", b"", "the file is empty")])
+def test_an_input_without_sentences_fails_embed_and_vocab_alike_naming_it(env, name, data, why):
+    """Issue 16 item 6: embed said "0 sentences", exit 0, where vocab failed; now both fail, naming the file."""
+    prefix = name.split(".")[0]
+    fs = resolve("s3://corpus").fs
+    fs.pipe_file(f"corpus/{prefix}/a.txt", TEXT_A.encode())
+    fs.pipe_file(f"corpus/{prefix}/{name}", data)
+    message = rf"^s3://corpus/{prefix}/{name}: no sentences \({why}\)$"
+    with pytest.raises(ElmoError, match=message):
+        run_embed(_config(f"s3://out/{prefix}", inputs=(f"s3://corpus/{prefix}",)))
+    assert not _visible(f"s3://out/{prefix}")  # nothing committed, nothing left
+    with pytest.raises(ElmoError, match=message):
+        build_vocab(VocabConfig(inputs=(f"s3://corpus/{prefix}",), output=f"s3://out/vocab-{prefix}"))
+    assert not resolve("s3://out").fs.find(f"out/vocab-{prefix}")

@@ -83,6 +83,10 @@ def test_bad_weights_name_the_url(model_dir, cache):
         storage.write_bytes("s3://models/bad/weights.hdf5", b"\x89HDF\r\n garbage")
         with pytest.raises(ElmoError, match=r"^s3://models/bad/weights.hdf5: not a readable HDF5"):
             model_store.load_model("s3://models/bad")
+        whole = (model_dir / "weights.hdf5").read_bytes()  # truncated: named by its URL, not the cache path
+        storage.write_bytes("s3://models/bad/weights.hdf5", whole[: len(whole) // 2])
+        with pytest.raises(ElmoError, match=r"^s3://models/bad/weights.hdf5: not a readable HDF5"):
+            model_store.load_model("s3://models/bad")
 
 
 def test_elmo_from_files_from_a_loaded_model_and_allennlp_signature_agree(tiny_files, model_dir):
