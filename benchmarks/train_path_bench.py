@@ -9,7 +9,7 @@ dropout masks, so their losses must agree step after step (``max_loss_diff``: fl
 
 Shapes: ``small`` (the preset: char-CNN of 2048 filters, LSTM 1024 → 128; sampled softmax,
 8192 negatives of a 30 k vocabulary, Adagrad, 32 sentences × 20–30 tokens) and ``ptb``
-(``pipelines/configs/train_ptb_cpu.toml``: Kim-small char-CNN, LSTM 256 → 64; full softmax
+(the model of ``pipelines/configs/train_ptb_cpu.toml``, read from it: Kim-small char-CNN, LSTM 512 → 256; full softmax
 over 10 k words, AdamW, 32 sentences × 10–35 tokens, windows of 40). Tokens are training
 targets per direction.
 """
@@ -17,7 +17,9 @@ targets per direction.
 from __future__ import annotations
 
 import time
+import tomllib
 from collections import Counter
+from pathlib import Path
 
 import torch
 
@@ -30,9 +32,8 @@ from elmo_model.train_loop import new_model
 from elmo_model.trainer import LmTrainer
 from elmo_model.vocab import Vocabulary
 
-# The model of pipelines/configs/train_ptb_cpu.toml (kept in step with it by hand).
-PTB_MODEL = dict(filters=[[1, 25], [2, 50], [3, 75], [4, 100], [5, 125], [6, 150]], char_embedding_dim=15,
-                 n_highway=1, lstm_dim=256, projection_dim=64, use_skip_connections=True)
+PTB_CONFIG = Path(__file__).resolve().parent.parent / "pipelines" / "configs" / "train_ptb_cpu.toml"
+PTB_MODEL = tomllib.loads(PTB_CONFIG.read_text())["training"]["model_overrides"]
 SHAPES = {
     # name: (config, vocabulary size, sentence lengths)
     "small": (TrainConfig(model="small", batch_size=32, softmax="sampled"), 30_000, (20, 30)),
