@@ -96,8 +96,9 @@ def list_inputs(urls: str | Sequence[str], config: IngestConfig = IngestConfig()
 
 
 def check_sentences(counts: dict[str, int], why: str = "every line is empty or blank") -> None:
-    """One error naming the first input file whose count (bytes, sentences) is zero — the same
-    rule for ``elmo vocab``, ``elmo embed`` and ``elmo train``: an input without sentences is bad input."""
+    """One error naming the first input file whose count is zero: an input without sentences is bad
+    input. Every command checks bytes when it lists its inputs; ``elmo vocab`` and ``elmo embed``
+    also check sentences per file once they have read them."""
     empty = [url for url, count in counts.items() if not count]
     if empty:
         more = f" (and {len(empty) - 1} more input file(s) without sentences)" if len(empty) > 1 else ""
