@@ -17,9 +17,9 @@ Ray 2.60 prints, on every successful run, lines that ask nothing of the user:
   terminal, "Data sink Parquet finished"): its logger is set to WARNING.
 
 Some of these are written by C++ or forwarded from worker processes by Ray's log monitor, so no
-:mod:`logging` filter sees them: :class:`StderrFilter` puts a pipe in front of file descriptor 2
-and drops exactly the lines that match :data:`NOISE` (everything else passes through unchanged,
-in order). The ``elmo`` command installs it unless ``-v`` is given; the Python API never touches
+:mod:`logging` filter sees them: :class:`StderrFilter` puts a pipe in front of a file descriptor
+(2, and 1: Ray forwards a worker's lines to the driver's stream of the same kind) and drops
+exactly the lines that match :data:`NOISE` (everything else passes through unchanged, in order). The ``elmo`` command installs it unless ``-v`` is given; the Python API never touches
 the caller's file descriptors.
 """
 
@@ -49,26 +49,25 @@ _IDLE_FLUSH_S = 0.2  # a line still without its newline after this long is passe
 
 
 class StderrFilter:
-    """Drops lines matching ``pattern`` from everything written to file descriptor 2 (by Python,
-    C/C++ code in this process, or children started while it is installed) until :meth:`close`."""
+    """Drops lines matching ``pattern`` from everything written to file descriptor ``fd`` (2 by
+    default; by Python, C/C++ code in this process, or children started while it is installed)
+    until :meth:`close`."""
 
-    def __init__(self, pattern: re.Pattern[bytes] = NOISE) -> None:
-        self.pattern = pattern
+    def __init__(self, pattern: re.Pattern[bytes] = NOISE, fd: int = 2) -> None:
+        self.pattern, self.fd = pattern, fd
         self._real_fd: int | None = None
         self._sentinel = b"\0elmo-stderr-filter-" + uuid.uuid4().hex.encode() + b"\n"
         self._drained = threading.Event()
         self._thread: threading.Thread | None = None
 
     def install(self) -> StderrFilter:
-        """Route fd 2 through the filter (a no-op if already installed)."""
+        """Route the descriptor through the filter (a no-op if already installed)."""
         if self._real_fd is not None:
             return self
-        import sys
-
-        sys.stderr.flush()
+        _flush_python_streams()
         read_fd, write_fd = os.pipe()
-        self._real_fd = os.dup(2)
-        os.dup2(write_fd, 2)
+        self._real_fd = os.dup(self.fd)
+        os.dup2(write_fd, self.fd)
         os.close(write_fd)
         self._thread = threading.Thread(target=self._pump, args=(read_fd, self._real_fd),
                                         name="elmo-stderr-filter", daemon=True)
@@ -76,15 +75,13 @@ class StderrFilter:
         return self
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Pass on what is still in the pipe, then give fd 2 back."""
+        """Pass on what is still in the pipe, then give the descriptor back."""
         if self._real_fd is None:
             return
-        import sys
-
-        sys.stderr.flush()
-        os.write(2, self._sentinel)
+        _flush_python_streams()
+        os.write(self.fd, self._sentinel)
         self._drained.wait(timeout_s)
-        os.dup2(self._real_fd, 2)  # the pipe's last writer in this process goes: the pump sees EOF
+        os.dup2(self._real_fd, self.fd)  # the pipe's last writer in this process goes: the pump sees EOF
         self._real_fd = None
 
     def __enter__(self) -> StderrFilter:
@@ -132,6 +129,16 @@ class StderrFilter:
                 pass
 
 
+def _flush_python_streams() -> None:
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -149,15 +156,14 @@ def quiet_ray_data_console() -> None:
 
 
 _enabled = False
-_active: StderrFilter | None = None
+_active: list[StderrFilter] = []
 
 
 def on_ray_start() -> None:
     """Called by :func:`pipelines.ray_support.ensure_ray` before ``ray.init``: inside
     :func:`quiet_cli_output` (the ``elmo`` command without ``-v``), start filtering."""
-    global _active
-    if _enabled and _active is None:
-        _active = StderrFilter().install()
+    if _enabled and not _active:
+        _active.extend(StderrFilter(fd=fd).install() for fd in (2, 1))
 
 
 def after_ray_start() -> None:
@@ -170,12 +176,16 @@ def after_ray_start() -> None:
 def quiet_cli_output(verbose: bool) -> Iterator[None]:
     """The ``elmo`` command's scope: unless ``verbose``, Ray's noise is dropped from the first
     Ray use until the command returns (its own error line is printed after, unfiltered)."""
-    global _enabled, _active
+    global _enabled
     _enabled = not verbose
     try:
         yield
     finally:
         _enabled = False
-        if _active is not None:
-            _active.close()
-            _active = None
+        if _active:  # this command started Ray: end it while filtering, as its log monitor prints
+            import ray  # lines it held back for de-duplication ("[repeated 2x across cluster]") then
+
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+        while _active:
+            _active.pop().close()

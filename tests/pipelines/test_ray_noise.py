@@ -21,6 +21,8 @@ NOISE_LINES = [
     "2026-12-01 10:36:43,853\tWARNING utils.py:33 -- Truncating long operator name to 100 characters.",
     "\x1b[36m(RayTrainWorker pid=17723)\x1b[0m Progress bars disabled. To enable, set `ray.data…`",
     "\x1b[36m(RayTrainWorker pid=17696)\x1b[0m ✔️  Dataset train_0357_0 execution finished in 6.50 seconds",
+    "\x1b[36m(RayTrainWorker pid=27930)\x1b[0m ✔️  Dataset valid_0357_0 execution finished in 4.11 seconds "
+    "\x1b[32m[repeated 2x across cluster] (Ray deduplicates logs by default. Set RAY_DEDUP_LOGS=0 …)\x1b[0m",
 ]
 KEPT_LINES = [
     "elmo embed: error: s3://b/a.txt.gz: corrupt or truncated gzip data",
