@@ -11,39 +11,11 @@ forward, one ``<S>`` backward, per sentence). README "Quality" explains why this
 from __future__ import annotations
 
 import json
-import math
 import sys
 
 import torch
-from torch.nn import functional as F
 
-from elmo_model.chars import BOS_TOKEN, EOS_TOKEN, sentence_char_ids
-
-WINDOW = 100
-
-
-def direction_nll(lm, vocab, stream: list[str], forward: bool) -> tuple[float, int]:
-    """Summed NLL and target count of one direction, windows in reading order, state carried."""
-    ids = torch.from_numpy(vocab.encode(stream))
-    max_chars = lm.bilm.options.max_characters_per_token
-    starts = list(range(0, len(stream), WINDOW))
-    state, total, count = None, 0.0, 0
-    for start in starts if forward else starts[::-1]:
-        end = min(start + WINDOW, len(stream))
-        chars = torch.from_numpy(sentence_char_ids(stream[start:end], max_chars=max_chars)).long()[None]
-        out = lm.bilm(chars, state)
-        state = out.state
-        hidden = out.direction_outputs(-1)[0 if forward else 1][0]
-        positions = torch.arange(start, end)
-        targets = positions + (1 if forward else -1)
-        keep = (targets >= 0) & (targets < len(stream))
-        source, target = ids[positions], ids[targets.clamp(0, len(stream) - 1)]
-        boundary = (source == vocab.eos) & (target == vocab.bos) if forward else (source == vocab.bos) & (target == vocab.eos)
-        keep &= ~boundary
-        logits = F.linear(hidden[keep], lm.softmax.weight, lm.softmax.bias)
-        total += float(F.cross_entropy(logits, ids[targets[keep]], reduction="sum"))
-        count += int(keep.sum())
-    return total, count
+from elmo_model.perplexity import stream_perplexity
 
 
 @torch.no_grad()
@@ -52,14 +24,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     lm, vocab = load_lm(sys.argv[1] if len(sys.argv) > 1 else "runs/ptb-cpu/model")
-    lm.eval()
     sentences = [line.split() for line in open("data/cache/ptb/test.txt") if line.split()]
-    stream = [t for s in sentences for t in (BOS_TOKEN, *s, EOS_TOKEN)]
-    row = {"format": "<S> s </S> <S> s' </S>, boundary steps not scored"}
-    for name, forward in (("forward", True), ("backward", False)):
-        nll, n = direction_nll(lm, vocab, stream, forward)
-        row |= {f"n_{name}": n, f"perplexity_{name}": math.exp(nll / n)}
-    print(json.dumps(row))
+    row = stream_perplexity(lm, vocab, sentences, window=100, sentence_starts=True)
+    print(json.dumps({"format": "<S> s </S> <S> s' </S>, boundary steps not scored", **row}))
 
 
 if __name__ == "__main__":

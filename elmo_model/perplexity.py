@@ -44,22 +44,28 @@ def sentence_perplexity(lm: BiLmWithSoftmax, vocab: Vocabulary, sentences: Seque
 
 @torch.no_grad()
 def stream_perplexity(lm: BiLmWithSoftmax, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
-                      window: int = 100) -> dict[str, float]:
+                      window: int = 100, sentence_starts: bool = False) -> dict[str, float]:
+    """The stream measure (module docstring). ``sentence_starts``: the stream as stream training
+    builds it, ``<S> s1 </S> <S> s2 </S> …``, with the ``</S> → <S>`` step (forward) and the
+    ``<S> → </S>`` step (backward) not scored — the same targets, in the training's format."""
     lm.eval()
-    stream = [BOS_TOKEN] + [t for s in sentences if s for t in (*s, EOS_TOKEN)]
+    if sentence_starts:
+        stream = [t for s in sentences if s for t in (BOS_TOKEN, *s, EOS_TOKEN)]
+    else:
+        stream = [BOS_TOKEN] + [t for s in sentences if s for t in (*s, EOS_TOKEN)]
     ids = torch.from_numpy(vocab.encode(stream))
     max_chars = lm.bilm.options.max_characters_per_token
     starts = list(range(0, len(stream), window))
-    fwd = _direction_nll(lm, stream, ids, starts, window, max_chars, forward=True)
-    bwd = _direction_nll(lm, stream, ids, starts[::-1], window, max_chars, forward=False)
-    n = len(stream) - 1
+    fwd, n = _direction_nll(lm, stream, ids, starts, window, max_chars, True, vocab if sentence_starts else None)
+    bwd, _ = _direction_nll(lm, stream, ids, starts[::-1], window, max_chars, False, vocab if sentence_starts else None)
     return LmLoss(torch.tensor(fwd), torch.tensor(bwd), n).metrics()
 
 
 def _direction_nll(lm: BiLmWithSoftmax, stream: list[str], ids: torch.Tensor, starts: list[int],
-                   window: int, max_chars: int, forward: bool) -> float:
-    """Summed NLL of one direction over the stream, windows visited in ``starts`` order."""
-    state, total = None, 0.0
+                   window: int, max_chars: int, forward: bool, boundary_of: Vocabulary | None = None) -> tuple[float, int]:
+    """Summed NLL and target count of one direction over the stream, windows visited in ``starts``
+    order; with ``boundary_of`` (a vocabulary), the step between ``</S>`` and the next ``<S>`` is not scored."""
+    state, total, count = None, 0.0, 0
     for start in starts:
         end = min(start + window, len(stream))
         chars = torch.from_numpy(sentence_char_ids(stream[start:end], max_chars=max_chars)).long()[None]
@@ -69,9 +75,14 @@ def _direction_nll(lm: BiLmWithSoftmax, stream: list[str], ids: torch.Tensor, st
         positions = torch.arange(start, end)
         targets = positions + (1 if forward else -1)
         keep = (targets >= 0) & (targets < len(stream))
+        if boundary_of is not None:
+            source, target = ids[positions], ids[targets.clamp(0, len(stream) - 1)]
+            before, after = (boundary_of.eos, boundary_of.bos) if forward else (boundary_of.bos, boundary_of.eos)
+            keep &= ~((source == before) & (target == after))
         logits = F.linear(hidden[keep], lm.softmax.weight, lm.softmax.bias)
         total += float(F.cross_entropy(logits, ids[targets[keep]], reduction="sum"))
-    return total
+        count += int(keep.sum())
+    return total, count
 
 
 def perplexity(lm: BiLmWithSoftmax, vocab: Vocabulary, sentences: Sequence[Sequence[str]],

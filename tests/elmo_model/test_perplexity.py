@@ -22,11 +22,12 @@ def lm_and_vocab():
     return lm.eval(), vocab
 
 
-def test_stream_windows_carry_state_exactly(lm_and_vocab):
+@pytest.mark.parametrize("sentence_starts", [False, True])
+def test_stream_windows_carry_state_exactly(lm_and_vocab, sentence_starts):
     lm, vocab = lm_and_vocab
-    whole = stream_perplexity(lm, vocab, SENTENCES, window=1000)
+    whole = stream_perplexity(lm, vocab, SENTENCES, window=1000, sentence_starts=sentence_starts)
     for window in (2, 5, 7):
-        cut = stream_perplexity(lm, vocab, SENTENCES, window=window)
+        cut = stream_perplexity(lm, vocab, SENTENCES, window=window, sentence_starts=sentence_starts)
         assert cut["n_targets"] == whole["n_targets"] == sum(len(s) + 1 for s in SENTENCES)
         assert cut["loss_forward"] == pytest.approx(whole["loss_forward"], abs=1e-5)
         assert cut["loss_backward"] == pytest.approx(whole["loss_backward"], abs=1e-5)
@@ -39,6 +40,8 @@ def test_sentence_mode_counts_words_plus_end_and_equals_stream_for_one_sentence(
     assert a["n_targets"] == b["n_targets"] == len(SENTENCES[2]) + 1
     assert a["perplexity_forward"] == pytest.approx(b["perplexity_forward"], rel=1e-5)
     assert a["perplexity_backward"] == pytest.approx(b["perplexity_backward"], rel=1e-5)
+    c = stream_perplexity(lm, vocab, one, window=3, sentence_starts=True)  # one sentence: no boundary
+    assert c["n_targets"] == a["n_targets"] and c["loss"] == pytest.approx(b["loss"], rel=1e-6)
     both = perplexity(lm, vocab, SENTENCES, "sentence")
     assert both["perplexity"] == pytest.approx(math.exp(both["loss"]))
 
