@@ -17,7 +17,7 @@ Ray 2.60 prints, on every successful run, lines that ask nothing of the user:
   terminal, "Data sink Parquet finished"): its logger is set to WARNING.
 
 Some of these are written by C++ or forwarded from worker processes by Ray's log monitor, so no
-:mod:`logging` filter sees them: :class:`StderrFilter` puts a pipe in front of a file descriptor
+:mod:`logging` filter sees them: :class:`NoiseFilter` puts a pipe in front of a file descriptor
 (2, and 1: Ray forwards a worker's lines to the driver's stream of the same kind) and drops
 exactly the lines that match :data:`NOISE` (everything else passes through unchanged, in order). The ``elmo`` command installs it unless ``-v`` is given; the Python API never touches
 the caller's file descriptors.
@@ -48,7 +48,7 @@ NOISE = re.compile(
 _IDLE_FLUSH_S = 0.2  # a line still without its newline after this long is passed on as it is
 
 
-class StderrFilter:
+class NoiseFilter:
     """Drops lines matching ``pattern`` from everything written to file descriptor ``fd`` (2 by
     default; by Python, C/C++ code in this process, or children started while it is installed)
     until :meth:`close`."""
@@ -60,7 +60,7 @@ class StderrFilter:
         self._drained = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def install(self) -> StderrFilter:
+    def install(self) -> NoiseFilter:
         """Route the descriptor through the filter (a no-op if already installed)."""
         if self._real_fd is not None:
             return self
@@ -84,7 +84,7 @@ class StderrFilter:
         os.dup2(self._real_fd, self.fd)  # the pipe's last writer in this process goes: the pump sees EOF
         self._real_fd = None
 
-    def __enter__(self) -> StderrFilter:
+    def __enter__(self) -> NoiseFilter:
         return self.install()
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
@@ -156,14 +156,14 @@ def quiet_ray_data_console() -> None:
 
 
 _enabled = False
-_active: list[StderrFilter] = []
+_active: list[NoiseFilter] = []
 
 
 def on_ray_start() -> None:
     """Called by :func:`pipelines.ray_support.ensure_ray` before ``ray.init``: inside
     :func:`quiet_cli_output` (the ``elmo`` command without ``-v``), start filtering."""
     if _enabled and not _active:
-        _active.extend(StderrFilter(fd=fd).install() for fd in (2, 1))
+        _active.extend(NoiseFilter(fd=fd).install() for fd in (2, 1))
 
 
 def after_ray_start() -> None:

@@ -38,13 +38,13 @@ def test_noise_pattern_matches_the_noise_and_nothing_else():
     assert not any(NOISE.search(line.encode()) for line in KEPT_LINES)
 
 
-def test_stderr_filter_drops_noise_from_every_writer_and_keeps_the_rest_in_order():
+def test_noise_filter_drops_noise_from_every_writer_and_keeps_the_rest_in_order():
     script = textwrap.dedent(f"""
         import os, subprocess, sys, time
-        from pipelines.ray_noise import StderrFilter
+        from pipelines.ray_noise import NoiseFilter
         noise, kept = {NOISE_LINES!r}, {KEPT_LINES!r}
         print("before", file=sys.stderr, flush=True)
-        with StderrFilter():
+        with NoiseFilter():
             for a, b in zip(noise, kept):
                 print(a, file=sys.stderr, flush=True)         # Python
                 os.write(2, (b + "\\n").encode())               # C-level, this process
