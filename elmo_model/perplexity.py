@@ -1,13 +1,20 @@
-"""Language-model perplexity with the full softmax, two ways.
+"""Language-model perplexity with the full softmax, three ways.
 
 - ``sentence``: every sentence on its own, ``<S> w1 … wn </S>``, LSTM state starting from zero —
   how this project trains and embeds (stateless). Targets: ``w1 … wn </S>`` forward,
   ``<S> w1 … wn`` backward.
-- ``stream``: the test set as one continuous stream ``<S> w1 … </S> w1' … </S> …`` (as Mikolov's
-  PTB setup and Kim et al. 2016 measure it: ``</S>`` plays ``<eos>``), cut into windows with the
-  LSTM state carried from window to window (forward: in order; backward: in reverse order).
+- ``stream``: the test set as one continuous stream with the LSTM state carried from window to
+  window (forward: windows in order; backward: in reverse order), as Mikolov's PTB setup and Kim
+  et al. 2016 measure it — in the format ELMo models read: every sentence keeps its ``<S> … </S>``,
+  ``<S> s1 </S> <S> s2 </S> …``, as stream training builds it, and the step between a ``</S>`` and
+  the next ``<S>`` is not scored (forward ``</S> → <S>``, backward ``<S> → </S>``). The inserted
+  ``<S>`` follows from the text already read, so this scores the same targets, with the same
+  context, as the literature's stream.
+- ``stream-plain``: the literature's stream token for token, ``<S> s1 </S> s2 </S> …`` (``</S>``
+  plays ``<eos>``; no ``<S>`` between sentences) — what a model that never saw that format makes
+  of it; for comparison with models trained that way.
 
-Both count the same targets per direction: every word plus one ``</S>`` per sentence.
+All count the same targets per direction: every word plus one ``</S>`` per sentence.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from elmo_model.errors import ElmoError
 from elmo_model.language_model import BiLmWithSoftmax, LmLoss
 from elmo_model.vocab import Vocabulary
 
-MODES = ("sentence", "stream")
+MODES = ("sentence", "stream", "stream-plain")
 
 
 @torch.no_grad()
@@ -44,20 +51,19 @@ def sentence_perplexity(lm: BiLmWithSoftmax, vocab: Vocabulary, sentences: Seque
 
 @torch.no_grad()
 def stream_perplexity(lm: BiLmWithSoftmax, vocab: Vocabulary, sentences: Sequence[Sequence[str]],
-                      window: int = 100, sentence_starts: bool = False) -> dict[str, float]:
-    """The stream measure (module docstring). ``sentence_starts``: the stream as stream training
-    builds it, ``<S> s1 </S> <S> s2 </S> …``, with the ``</S> → <S>`` step (forward) and the
-    ``<S> → </S>`` step (backward) not scored — the same targets, in the training's format."""
+                      window: int = 100, plain: bool = False) -> dict[str, float]:
+    """The ``stream`` measure, or with ``plain`` the ``stream-plain`` one (module docstring)."""
     lm.eval()
-    if sentence_starts:
-        stream = [t for s in sentences if s for t in (BOS_TOKEN, *s, EOS_TOKEN)]
-    else:
+    if plain:
         stream = [BOS_TOKEN] + [t for s in sentences if s for t in (*s, EOS_TOKEN)]
+    else:
+        stream = [t for s in sentences if s for t in (BOS_TOKEN, *s, EOS_TOKEN)]
     ids = torch.from_numpy(vocab.encode(stream))
     max_chars = lm.bilm.options.max_characters_per_token
     starts = list(range(0, len(stream), window))
-    fwd, n = _direction_nll(lm, stream, ids, starts, window, max_chars, True, vocab if sentence_starts else None)
-    bwd, _ = _direction_nll(lm, stream, ids, starts[::-1], window, max_chars, False, vocab if sentence_starts else None)
+    boundary = None if plain else vocab
+    fwd, n = _direction_nll(lm, stream, ids, starts, window, max_chars, True, boundary)
+    bwd, _ = _direction_nll(lm, stream, ids, starts[::-1], window, max_chars, False, boundary)
     return LmLoss(torch.tensor(fwd), torch.tensor(bwd), n).metrics()
 
 
@@ -90,8 +96,10 @@ def perplexity(lm: BiLmWithSoftmax, vocab: Vocabulary, sentences: Sequence[Seque
     """Forward, backward and mean perplexity in ``mode`` (see the module docstring)."""
     if not any(sentences):
         raise ElmoError("no sentences to measure perplexity on")
-    if mode == "stream" and window < 1:
+    if mode not in MODES:
+        raise ElmoError(f"unknown perplexity mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "sentence":
+        return sentence_perplexity(lm, vocab, sentences)
+    if window < 1:
         raise ElmoError(f"window must be a positive number of tokens, got {window}")
-    if mode == "stream":
-        return stream_perplexity(lm, vocab, sentences, window)
-    return sentence_perplexity(lm, vocab, sentences)
+    return stream_perplexity(lm, vocab, sentences, window, plain=mode == "stream-plain")

@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="an `elmo train` export: options.json, weights.hdf5 (with softmax), vocab.txt")
     ppl.add_argument("--input", required=True, action="append", metavar="URL",
                      help="text file(s) or prefix, one whitespace-tokenized sentence per line (repeatable)")
-    ppl.add_argument("--mode", choices=["sentence", "stream"], default="sentence",
-                     help="sentence: each sentence alone (default); stream: continuous text, state carried")
+    ppl.add_argument("--mode", choices=["sentence", "stream", "stream-plain"], default="sentence",
+                     help="sentence: each sentence alone (default); stream: continuous text, state carried, each "
+                          "sentence in <S> … </S>; stream-plain: the same with only </S> between sentences")
     ppl.add_argument("--window", type=positive_int, default=100, help="stream mode: tokens per window (default 100)")
     ppl.set_defaults(handler=run_perplexity)
     register_probe(tasks)

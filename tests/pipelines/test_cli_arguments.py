@@ -105,6 +105,8 @@ def test_perplexity_window_checked_in_the_api_too(tmp_path):
         perplexity(lm, vocab, [["the", "bank"]], "stream", -4)
     with pytest.raises(ElmoError, match="no sentences"):
         perplexity(lm, vocab, [], "sentence")
+    with pytest.raises(ElmoError, match="unknown perplexity mode 'streams'"):
+        perplexity(lm, vocab, [["the", "bank"]], "streams")
 
 
 @pytest.fixture(scope="module")
