@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from elmo_model.bilm_train import train_forward
 from elmo_model.lstm import LstmState, ProjectedLstm, run_packed
+from elmo_model.packed_lstm import DistinctRows
 from elmo_model.options import ElmoOptions
 from elmo_model.token_encoder import CharCnnTokenEncoder
 
@@ -179,12 +180,15 @@ class BiLm(nn.Module):
         indices = [(packing.forward_index, packing.backward_index)[d] for d in directions]
         flat = tokens.reshape(batch * steps, proj)  # (batch·T, proj)
         x = torch.stack([flat[index] for index in indices])  # (D, N, proj)
+        first = stacks[0][0]  # layer 1's input gates once per distinct token, where that pays
+        distinct = DistinctRows.of(flat, indices) if DistinctRows.pays_for(first) else None
         h_final, c_final = state.h.clone(), state.c.clone()
         order, outputs = packing.order, []
         for k in range(self.options.n_layers):
             h0 = torch.stack([state.h[d, k, order] for d in directions])  # (D, batch, proj), sorted
             c0 = torch.stack([state.c[d, k, order] for d in directions])
-            out, c = run_packed([stack[k] for stack in stacks], x, packing.batch_sizes, h0, c0)
+            out, c = run_packed([stack[k] for stack in stacks], x, packing.batch_sizes, h0, c0,
+                                distinct if k == 0 else None)
             for i, d in enumerate(directions):
                 c_final[d, k, order] = c[i]
                 h_final[d, k, packing.ended_rows] = out[i, packing.last_index].to(h_final.dtype)  # pre-skip

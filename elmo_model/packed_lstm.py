@@ -5,6 +5,9 @@ Same arithmetic as :meth:`ProjectedLstm.forward`. What makes it fast on CPU:
 
 - the input half of the gates for a block of steps in one GEMM (:data:`GATE_BLOCK_ROWS` rows);
 - the recurrent GEMM split into column blocks whose weights stay in L2 (:data:`RECURRENT_BLOCK_BYTES`);
+- on the first layer, whose inputs are context-free token vectors, the input half of the gates
+  once per *distinct* token of the batch (:class:`DistinctRows`; real text repeats words, so a
+  batch of 64 sentences has about half as many distinct tokens as positions), then gathered;
 - one ``sigmoid_`` for all four gates, cells and outputs updated in place in buffers made once
   per call (nothing allocated per step);
 - the directions are independent for a whole layer, so with ``torch.get_num_threads() ≥ 2`` each
@@ -15,6 +18,7 @@ Same arithmetic as :meth:`ProjectedLstm.forward`. What makes it fast on CPU:
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +40,48 @@ RECURRENT_BLOCK_BYTES = 2 * 1024 * 1024
 # Directions run on threads of their own only if a recurrent weight has this many entries (the
 # small shape's 4096 × 128 and up); below, the per-step work is too small to pay for a thread.
 PARALLEL_MIN_WEIGHTS = 2**19
+# Input gates go through a table of distinct rows only for an input weight of at least
+# DISTINCT_MIN_WEIGHTS entries (below, finding the distinct rows costs about what it saves), when
+# the table saves at least a fifth of the rows, and while it (distinct rows × 4·cell per
+# direction) stays within DISTINCT_TABLE_BYTES (4,096 distinct tokens of the original shape).
+DISTINCT_MIN_WEIGHTS = 2**16
+DISTINCT_MAX_SHARE = 0.8
+DISTINCT_TABLE_BYTES = 256 * 1024 * 1024
 _ALL = slice(None)
+
+
+@dataclasses.dataclass
+class DistinctRows:
+    """``inputs[d] == table[index[d]]``: the packed inputs as rows of a table of distinct rows."""
+
+    table: torch.Tensor  # (U, input_dim)
+    index: torch.Tensor  # (D, N) rows of ``table``
+
+    @staticmethod
+    def pays_for(lstm: ProjectedLstm) -> bool:
+        """Whether finding the distinct input rows can pay for ``lstm`` (a large enough input weight)."""
+        return lstm.input_weight.numel() >= DISTINCT_MIN_WEIGHTS
+
+    @classmethod
+    def of(cls, rows: torch.Tensor, indices: Sequence[torch.Tensor]) -> DistinctRows | None:
+        """The distinct rows of ``rows (n, dim)`` (bitwise equal), with ``index[d] = row ids of indices[d]``;
+        ``None`` if they cannot be told apart cheaply (then every row is its own)."""
+        if rows.shape[0] == 0:
+            return None
+        generator = torch.Generator().manual_seed(rows.shape[1])
+        weights = torch.randn(rows.shape[1], generator=generator, dtype=torch.float64).to(rows.device)
+        _, inverse = torch.unique(rows.double() @ weights, return_inverse=True)  # keys: a random projection
+        first = torch.full((int(inverse.max()) + 1,), rows.shape[0], dtype=torch.long, device=rows.device)
+        first.scatter_reduce_(0, inverse, torch.arange(rows.shape[0], device=rows.device), reduce="amin")
+        table = rows[first]
+        if not torch.equal(table[inverse], rows):  # two different rows with one key (or NaN): no table
+            return None
+        return cls(table, torch.stack([inverse[i] for i in indices]))
+
+    def worth_it(self, n_rows: int, cell_dim: int) -> bool:
+        """Whether gathering from a table of gates beats computing every row's gates."""
+        table_bytes = self.table.shape[0] * 4 * cell_dim * self.table.element_size()
+        return self.table.shape[0] <= DISTINCT_MAX_SHARE * n_rows and table_bytes <= DISTINCT_TABLE_BYTES
 
 
 def run_packed(
@@ -45,13 +90,16 @@ def run_packed(
     batch_sizes: Sequence[int],
     h0: torch.Tensor,
     c0: torch.Tensor,
+    distinct: DistinctRows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inference only (no autograd): ``len(lstms)`` LSTMs over inputs packed time-major.
 
     ``inputs (D, N, input_dim)`` holds step ``t``'s rows ``[0, batch_sizes[t])`` at
     ``offset_t = Σ_{s<t} batch_sizes[s]``; rows are sorted longest first. ``h0 (D, B, out)``,
     ``c0 (D, B, cell)``. Returns ``outputs (D, N, out)`` packed the same way, and the final cells
-    ``(D, B, cell)`` (rows keep their cell after their last step). Under autocast the matrix
+    ``(D, B, cell)`` (rows keep their cell after their last step). ``distinct``, when given, says
+    the same inputs as rows of a smaller table: the input gates are then computed per table row
+    (where :meth:`DistinctRows.worth_it`). Under autocast the matrix
     products run in the autocast dtype; under :func:`elmo_model.precision.use_precision`
     ``("int8")`` in int8. The cells stay in ``c0``'s dtype.
     """
@@ -59,10 +107,14 @@ def run_packed(
     precision = current_precision()
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
+        if distinct is not None:
+            distinct = DistinctRows(distinct.table.to(dtype), distinct.index)
         with torch.autocast(device, enabled=False):
-            return _run_packed(lstms, inputs.to(dtype), batch_sizes, h0.to(dtype), c0, "fp32")
-    inputs = inputs.float() if precision == "int8" else inputs
-    return _run_packed(lstms, inputs, batch_sizes, h0.to(inputs.dtype), c0, precision)
+            return _run_packed(lstms, inputs.to(dtype), batch_sizes, h0.to(dtype), c0, "fp32", distinct)
+    if precision == "int8":
+        inputs = inputs.float()
+        distinct = None if distinct is None else DistinctRows(distinct.table.float(), distinct.index)
+    return _run_packed(lstms, inputs, batch_sizes, h0.to(inputs.dtype), c0, precision, distinct)
 
 
 def _run_packed(
@@ -72,15 +124,19 @@ def _run_packed(
     h0: torch.Tensor,
     c0: torch.Tensor,
     precision: str,
+    distinct: DistinctRows | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`run_packed` with every matrix product in ``inputs.dtype`` (or int8)."""
     n_dirs, total, _ = inputs.shape
     first = lstms[0]
     outputs = inputs.new_empty(n_dirs, total, first.out_dim)
     c = c0.clone()
+    if distinct is not None and not distinct.worth_it(total, first.cell_dim):
+        distinct = None
     jobs = [
         _DirectionRun(_weights(lstm, inputs, precision), lstm.cell_clip, lstm.proj_clip, batch_sizes,
-                      inputs[d], h0[d], c[d], outputs[d])
+                      inputs[d], h0[d], c[d], outputs[d],
+                      None if distinct is None else (distinct.table, distinct.index[d]))
         for d, lstm in enumerate(lstms)
     ]
     threads = torch.get_num_threads()
@@ -184,9 +240,10 @@ class _DirectionRun:
 
     def __init__(self, weights: _Weights, cell_clip: float | None, proj_clip: float | None,
                  batch_sizes: Sequence[int], inputs: torch.Tensor, h0: torch.Tensor, c: torch.Tensor,
-                 outputs: torch.Tensor) -> None:
+                 outputs: torch.Tensor, table_index: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         self.w, self.cell_clip, self.proj_clip = weights, cell_clip, proj_clip
         self.batch_sizes, self.inputs, self.h0, self.c, self.outputs = batch_sizes, inputs, h0, c, outputs
+        self.table_index = table_index
 
     def __call__(self) -> None:
         w, batch_sizes, inputs, outputs, c = self.w, self.batch_sizes, self.inputs, self.outputs, self.c
@@ -194,11 +251,20 @@ class _DirectionRun:
         block_rows = min(total, max(GATE_BLOCK_ROWS, max(batch_sizes, default=0)))
         gates = inputs.new_empty(block_rows, 4 * w.cell_dim)  # buffers made once per call
         tanh_c = c.new_empty(c.shape)
+        gate_table = index = None
+        if self.table_index is not None:  # the input gates of each distinct row, once
+            table, index = self.table_index
+            gate_table = inputs.new_empty(table.shape[0], 4 * w.cell_dim)
+            w.input_gates(table, gate_table)
         offset, previous, block_start, block_end = 0, -1, 0, 0
         for step, n in enumerate(batch_sizes):
             if offset + n > block_end:  # the next block of input gates, starting at this step
                 block_start, block_end = offset, _block_end(batch_sizes, step, offset, block_rows)
-                w.input_gates(inputs[block_start:block_end], gates[: block_end - block_start])
+                if gate_table is None:
+                    w.input_gates(inputs[block_start:block_end], gates[: block_end - block_start])
+                else:
+                    torch.index_select(gate_table, 0, index[block_start:block_end],
+                                       out=gates[: block_end - block_start])
             g = gates[offset - block_start : offset - block_start + n]  # (n, 4·cell)
             h = self.h0[:n] if previous < 0 else outputs[previous : previous + n]  # (n, out)
             w.add_recurrent(g, h)

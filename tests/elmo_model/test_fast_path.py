@@ -181,3 +181,41 @@ def test_fixture_stateful_through_windows(tiny_files, tiny_dir, tiny_sentences):
             with h5py.File(tiny_dir / f"lm_embeddings_{k}.hdf5", "r") as fin:
                 both = fin[str(i)][...]
             np.testing.assert_allclose(vectors[-1], np.concatenate([both[0], both[1]], -1), atol=1e-5)
+
+
+def test_first_layer_gates_per_distinct_token_equal_the_reference(monkeypatch):
+    """Repeated tokens: layer 1's input gates come from a table of distinct tokens (checked to be
+    used), with the reference's numbers; and the same with the table turned off."""
+    from elmo_model import packed_lstm
+
+    model = random_bilm().double().requires_grad_(False)
+    sentences = [["the", "bank", "the", "bank", "."], ["the", "river", "bank", "."] * 3, ["bank"]]
+    ids = _ids(sentences)
+    state = _random_state(model, len(sentences))
+    expected = ReferenceBiLm(model.options, bilm_arrays(model), dtype=torch.float64)(ids)
+    used = []
+    monkeypatch.setattr(packed_lstm, "DISTINCT_MIN_WEIGHTS", 1)  # this model is below the size where it pays
+    worth_it = packed_lstm.DistinctRows.worth_it
+    monkeypatch.setattr(packed_lstm.DistinctRows, "worth_it",
+                        lambda self, n, cell: used.append((self.table.shape[0], n)) or worth_it(self, n, cell))
+    with torch.inference_mode():
+        from_zero, with_table = model(ids), model(ids, state)
+        monkeypatch.setattr(packed_lstm, "DISTINCT_MAX_SHARE", 0.0)
+        without = model(ids, state)
+    assert used[0] == (7, 24)  # <S> </S> the bank . river + the padding row, of 24 positions
+    for k, (a, c) in enumerate(zip(from_zero.layers, expected)):
+        torch.testing.assert_close(a, c, atol=1e-10, rtol=0, msg=f"layer {k}")
+    for k, (a, b) in enumerate(zip(with_table.layers, without.layers)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=f"layer {k}")
+    torch.testing.assert_close(with_table.state.c, without.state.c, atol=1e-10, rtol=0)
+
+
+def test_distinct_rows_of_vectors_is_exact():
+    from elmo_model.packed_lstm import DistinctRows
+
+    rows = torch.tensor([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [0.0, 0.0], [3.0, 4.0], [1.0, 2.0000002]])  # the next float32 after 2
+    found = DistinctRows.of(rows, [torch.tensor([0, 2, 5]), torch.tensor([4, 1, 3])])
+    assert found.table.shape[0] == 4
+    assert torch.equal(found.table[found.index[0]], rows[[0, 2, 5]])
+    assert torch.equal(found.table[found.index[1]], rows[[4, 1, 3]])
+    assert DistinctRows.of(torch.tensor([[float("nan"), 1.0]] * 2), [torch.tensor([0, 1])]) is None
