@@ -10,8 +10,9 @@ dropout masks, so their losses must agree step after step (``max_loss_diff``: fl
 Shapes: ``small`` (the preset: char-CNN of 2048 filters, LSTM 1024 → 128; sampled softmax,
 8192 negatives of a 30 k vocabulary, Adagrad, 32 sentences × 20–30 tokens) and ``ptb``
 (the model of ``pipelines/configs/train_ptb_cpu.toml``, read from it: Kim-small char-CNN, LSTM 512 → 256; full softmax
-over 10 k words, AdamW, 32 sentences × 10–35 tokens, windows of 40). Tokens are training
-targets per direction.
+over 10 k words, AdamW, 32 sentences × 10–35 tokens, windows of 40), and ``ptb-stream``, the same
+model in the PTB config's stream mode (32 streams × 20 positions per direction, state carried;
+without dropout, see ``SHAPES``). Tokens are training targets per direction.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import torch
 from benchmarks.corpus import make_sentences, make_vocabulary
 from benchmarks.report import print_rows_main
 from elmo_model.batching import collate, make_windows
+from elmo_model.chars import BOS_TOKEN, EOS_TOKEN
 from elmo_model.language_model import set_fast_training
+from elmo_model.stream import TokenStreams
 from elmo_model.train_config import TrainConfig
 from elmo_model.train_loop import new_model
 from elmo_model.trainer import LmTrainer
@@ -39,6 +42,11 @@ SHAPES = {
     "small": (TrainConfig(model="small", batch_size=32, softmax="sampled"), 30_000, (20, 30)),
     "ptb": (TrainConfig(model="small", model_overrides=PTB_MODEL, optimizer="adamw", learning_rate=0.004,
                         batch_size=32, max_tokens=40, softmax="full"), 10_000, (10, 35)),
+    # the PTB config's own mode: 32 streams × 20 positions per direction; no dropout, because the
+    # fast path draws its masks over the 32 windows each direction reads, the current one over 64
+    "ptb-stream": (TrainConfig(model="small", model_overrides=PTB_MODEL, optimizer="adamw", learning_rate=0.004,
+                               mode="stream", batch_size=32, max_tokens=20, softmax="full", dropout=0.0),
+                   10_000, (10, 35)),
 }
 
 
@@ -48,9 +56,14 @@ def measure(shape: str, steps: int, seed: int = 0) -> dict:
     words = make_vocabulary(n_vocab, seed)
     vocab = Vocabulary.from_counts(Counter({w: len(words) - i for i, w in enumerate(words)}))
     sentences = make_sentences(config.batch_size * (steps + 1), shortest, longest, seed=seed, vocab=words)
-    windows = make_windows(sentences, config.max_tokens)
     size = config.batch_size
-    batches = [collate(windows[i : i + size], vocab) for i in range(0, len(windows), size)][: steps + 1]
+    if config.mode == "stream":
+        streams = TokenStreams([[BOS_TOKEN, *s, EOS_TOKEN] for s in sentences], vocab, config.max_tokens, size,
+                               range(size), max_chars=50)
+        batches = [streams.batch(k) for k in range(steps + 1)]
+    else:
+        windows = make_windows(sentences, config.max_tokens)
+        batches = [collate(windows[i : i + size], vocab) for i in range(0, len(windows), size)][: steps + 1]
     trainers = {}
     for name, fast in (("current", False), ("fast", True)):
         trainers[name] = LmTrainer(set_fast_training(new_model(config, vocab), fast), config)
@@ -76,7 +89,8 @@ def measure(shape: str, steps: int, seed: int = 0) -> dict:
 
 def rows(quick: bool = False) -> list[dict]:
     """Rows for the benchmark table."""
-    return [measure("small", 1 if quick else 4), measure("ptb", 2 if quick else 10)]
+    return [measure("small", 1 if quick else 4), measure("ptb", 2 if quick else 10),
+            measure("ptb-stream", 2 if quick else 10)]
 
 
 def main() -> None:

@@ -55,15 +55,65 @@ class TrainPacking:
         )
 
 
+    @classmethod
+    def paired(cls, batch: int, steps: int, device: torch.device) -> TrainPacking:
+        """Full windows, ``2·batch`` rows: the forward direction reads rows ``[0, batch)``, the
+        backward one rows ``[batch, 2·batch)`` (each right to left); ``batch`` rows per step."""
+        t = torch.arange(steps, device=device).repeat_interleave(batch)  # time-major
+        b = torch.arange(batch, device=device).repeat(steps)
+        return cls(
+            order=torch.arange(batch, device=device),
+            batch_sizes=[batch] * steps,
+            forward_index=b * steps + t,
+            backward_index=(batch + b) * steps + (steps - 1 - t),
+            sorted_index=b * steps + t,
+            last_entry=torch.arange((steps - 1) * batch, steps * batch, device=device),
+        )
+
+
 def train_forward(bilm, char_ids: torch.Tensor, state=None):
     """``BiLm.forward`` under autograd (``bilm`` a :class:`elmo_model.bilm.BiLm`) → ``BiLmOutput``."""
-    from elmo_model.bilm import BiLmOutput, BiLmState
+    from elmo_model.bilm import BiLmOutput
 
-    options = bilm.options
     batch, steps, _ = char_ids.shape
     mask = char_ids[:, :, 0] > 0  # (batch, tokens)
     tokens = bilm.token_encoder(char_ids)  # (batch, tokens, proj)
     packing = TrainPacking.build(mask)
+    outputs, new_state = _run_layers(bilm, tokens, packing, state, batch, steps)
+    layers = [torch.cat([tokens, tokens], dim=-1)]
+    for out in outputs:
+        dim = out.shape[2]
+        unpacked = out.new_zeros(batch * steps, 2, dim)
+        unpacked[packing.forward_index, 0] = out[0]
+        unpacked[packing.backward_index, 1] = out[1]
+        layers.append(unpacked.view(batch, steps, 2 * dim))
+    return BiLmOutput(layers, mask, tokens, new_state)
+
+
+def train_forward_paired(bilm, char_ids: torch.Tensor, state=None):
+    """Each direction on its own windows, under autograd: ``char_ids (2B, T, chars)`` without
+    padding, rows ``[0, B)`` for the forward LSTMs and ``[B, 2B)`` for the backward ones (as
+    stream training reads them). Returns the top layer's forward outputs on the first rows and
+    backward outputs on the others, each ``(B, T, proj)``, and the new state ``(2, L, B, ·)``.
+    Same numbers as :func:`train_forward` on all ``2B`` rows for the halves it returns, with
+    half the LSTM work (dropout masks are drawn over ``B`` rows, so they differ from that run's)."""
+    rows, steps, _ = char_ids.shape
+    if rows % 2 or not bool((char_ids[:, :, 0] > 0).all()):
+        raise ValueError("paired windows: an even number of rows, every position a token")
+    batch = rows // 2
+    tokens = bilm.token_encoder(char_ids)  # (2B, T, proj)
+    packing = TrainPacking.paired(batch, steps, char_ids.device)
+    outputs, new_state = _run_layers(bilm, tokens, packing, state, batch, steps)
+    top = outputs[-1].unflatten(1, (steps, batch))  # (2, T, B, proj): entry t·B + b
+    return top[0].transpose(0, 1), top[1].flip(0).transpose(0, 1), new_state
+
+
+def _run_layers(bilm, tokens: torch.Tensor, packing: TrainPacking, state, batch: int, steps: int):
+    """The LSTM stacks over the packed tokens → per-layer ``(2, N, proj)`` outputs and the new
+    state (``batch`` rows per direction, in the caller's row order)."""
+    from elmo_model.bilm import BiLmState
+
+    options = bilm.options
     if state is None:
         state = bilm.zero_state(batch, tokens)
     n_layers = options.n_layers
@@ -76,7 +126,7 @@ def train_forward(bilm, char_ids: torch.Tensor, state=None):
         masks = [torch.stack([drawn[k].reshape(batch * steps, -1)[packing.sorted_index],
                               drawn[n_layers + k].reshape(batch * steps, -1)[packing.sorted_index]])
                  for k in range(n_layers)]  # per layer (2, N, dim)
-    flat = tokens.reshape(batch * steps, -1)
+    flat = tokens.reshape(-1, tokens.shape[-1])
     x = torch.stack([flat[packing.forward_index], flat[packing.backward_index]])  # (2, N, proj)
     order, n_running = packing.order, packing.last_entry.numel()
     outputs, h_final, c_final = [], [], []
@@ -93,12 +143,5 @@ def train_forward(bilm, char_ids: torch.Tensor, state=None):
         outputs.append(out)
         x = out
     restore = torch.argsort(order)
-    layers = [torch.cat([tokens, tokens], dim=-1)]
-    for out in outputs:
-        dim = out.shape[2]
-        unpacked = out.new_zeros(batch * steps, 2, dim)
-        unpacked[packing.forward_index, 0] = out[0]
-        unpacked[packing.backward_index, 1] = out[1]
-        layers.append(unpacked.view(batch, steps, 2 * dim))
     new_state = BiLmState(torch.stack(h_final, dim=1)[:, :, restore], torch.stack(c_final, dim=1)[:, :, restore])
-    return BiLmOutput(layers, mask, tokens, new_state)
+    return outputs, new_state

@@ -13,8 +13,10 @@ worker ``r`` owns segments ``r·B … r·B + B − 1``). At stream step ``k`` (t
   reads right to left, each predicting the previous token — so each direction's state flows
   into the window it reads next.
 
-Both directions go through one biLM call over ``2B`` rows (rows ``0…B−1`` forward windows, rows
-``B…2B−1`` backward windows; each direction's outputs on the other half are not used). Targets
+The char-CNN runs once over the ``2B`` windows (rows ``0…B−1`` forward windows, rows ``B…2B−1``
+backward windows); the forward LSTMs then read only the forward windows and the backward LSTMs only
+the backward ones (:func:`elmo_model.bilm_train.train_forward_paired`; the step-by-step path, kept
+as the benchmarks' reference, runs both over all ``2B`` rows and uses half of each). Targets
 across a sentence boundary (``</S> → <S>`` forward, ``<S> → </S>`` backward) and across the wrap
 from a segment's end to its start are not counted, so every sentence gives the targets it gives
 in sentence mode (its words and ``</S>`` forward, ``<S>`` and its words backward) — with the
@@ -32,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from elmo_model.bilm import BiLmState
+from elmo_model.bilm_train import train_forward_paired
 from elmo_model.chars import BOS_TOKEN, EOS_TOKEN, token_char_ids
 from elmo_model.errors import ElmoError
 from elmo_model.vocab import Vocabulary
@@ -89,6 +92,16 @@ class StreamLoss:
     state: BiLmState  # detached: the next batch starts from it without back-propagating into this one
 
 
+def paired_state(state: BiLmState | None, rows: int) -> BiLmState | None:
+    """The carried state as the paired path keeps it, ``(2, L, B, ·)``: the forward LSTMs' state
+    on the forward windows and the backward LSTMs' on the backward ones. A state of ``2B`` rows
+    (the step-by-step path's, and checkpoints made before the paired path) keeps just those halves."""
+    if state is None or state.h.shape[2] == rows:
+        return state
+    return BiLmState(torch.stack([state.h[0, :, :rows], state.h[1, :, rows:]]),
+                     torch.stack([state.c[0, :, :rows], state.c[1, :, rows:]]))
+
+
 def target_counts(batch: Batch) -> tuple[int, int]:
     return int(batch["forward_mask"].sum()), int(batch["backward_mask"].sum())
 
@@ -105,9 +118,13 @@ class StreamLm(nn.Module):
                 sampled=None) -> StreamLoss:
         lm = self.lm
         rows = forward_targets.shape[0]
-        out = lm.bilm(char_ids, state)
-        fwd_out, bwd_out = out.direction_outputs(-1)
-        fwd_hidden, bwd_hidden = fwd_out[:rows][forward_mask], bwd_out[rows:][backward_mask]
+        if lm.bilm.fused_training and torch.is_grad_enabled():  # each direction on its own windows only
+            fwd_top, bwd_top, new_state = train_forward_paired(lm.bilm, char_ids, paired_state(state, rows))
+        else:  # the step-by-step path: both directions over all 2B rows, half of each unused
+            out = lm.bilm(char_ids, state)
+            fwd_out, bwd_out = out.direction_outputs(-1)
+            fwd_top, bwd_top, new_state = fwd_out[:rows], bwd_out[rows:], out.state
+        fwd_hidden, bwd_hidden = fwd_top[forward_mask], bwd_top[backward_mask]
         fwd_targets, bwd_targets = forward_targets[forward_mask], backward_targets[backward_mask]
         if self.training and lm.dropout:
             fwd_hidden, bwd_hidden = F.dropout(fwd_hidden, lm.dropout), F.dropout(bwd_hidden, lm.dropout)
@@ -116,5 +133,5 @@ class StreamLm(nn.Module):
         else:
             fwd = lm.softmax.sampled_nll(fwd_hidden, fwd_targets, sampled)
             bwd = lm.softmax.sampled_nll(bwd_hidden, bwd_targets, sampled)
-        state = BiLmState(out.state.h.detach(), out.state.c.detach())
+        state = BiLmState(new_state.h.detach(), new_state.c.detach())
         return StreamLoss(fwd, bwd, int(forward_mask.sum()), int(backward_mask.sum()), state)

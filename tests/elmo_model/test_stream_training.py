@@ -112,3 +112,50 @@ def test_stream_mode_resumes_exactly_with_the_carried_state(vocab, tmp_path):
     other: list[float] = []
     train_in_process(config, SENTENCES, vocab, checkpoint_path=ckpt2, on_metrics=lambda m: other.append(m["loss"]))
     assert abs(other[0] - straight[4]) > 1e-6
+
+
+def test_paired_path_equals_both_directions_over_all_rows(vocab):
+    """The fast stream path (each direction on its own windows) gives the step-by-step path's
+    losses, gradients and carried state over several steps; a 2B-row state (older checkpoints)
+    continues as its used halves."""
+    from elmo_model.language_model import set_fast_training
+    from elmo_model.stream import StreamLm, paired_state
+    from elmo_model.train_loop import new_model
+
+    config = TrainConfig(mode="stream", batch_size=2, max_tokens=5, seed=3, dropout=0.0,
+                         model_overrides=dict(lstm_dim=16, projection_dim=8))
+    models = [set_fast_training(new_model(config, vocab), fast).double() for fast in (False, True)]
+    models[1].load_state_dict(models[0].state_dict())
+    streams = TokenStreams(ordered_items(SENTENCES, WHOLE_SENTENCES, seed=1), vocab, 5, 2, range(2), max_chars=50)
+    states = [None, None]
+    for step in range(4):
+        batch = streams.batch(step)
+        tensors = [torch.as_tensor(batch[k]) for k in
+                   ("char_ids", "forward_targets", "backward_targets", "forward_mask", "backward_mask")]
+        tensors[0] = tensors[0].long()
+        results, grads = [], []
+        for i, model in enumerate(models):
+            model.zero_grad()
+            out = StreamLm(model)(*tensors, states[i])
+            (out.forward_nll + out.backward_nll).backward()
+            results.append(out)
+            grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+            states[i] = out.state
+        slow, fast = results
+        assert fast.state.h.shape[2] == 2 and slow.state.h.shape[2] == 4
+        torch.testing.assert_close(fast.forward_nll, slow.forward_nll, rtol=1e-10, atol=0)
+        torch.testing.assert_close(fast.backward_nll, slow.backward_nll, rtol=1e-10, atol=0)
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+        used = paired_state(slow.state, 2)
+        torch.testing.assert_close(fast.state.h, used.h, rtol=0, atol=1e-12)
+        torch.testing.assert_close(fast.state.c, used.c, rtol=0, atol=1e-12)
+    states[1] = states[0]  # continue the fast path from a 2B-row state: the same next loss
+    batch = streams.batch(4)
+    tensors = [torch.as_tensor(batch[k]) for k in
+               ("char_ids", "forward_targets", "backward_targets", "forward_mask", "backward_mask")]
+    tensors[0] = tensors[0].long()
+    fast, slow = StreamLm(models[1])(*tensors, states[1]), StreamLm(models[0])(*tensors, states[0])
+    assert fast.state.h.shape[2] == 2  # the paired path ran, on the halves of the 2B-row state
+    torch.testing.assert_close(fast.forward_nll, slow.forward_nll, rtol=1e-10, atol=0)
+    torch.testing.assert_close(fast.backward_nll, slow.backward_nll, rtol=1e-10, atol=0)
