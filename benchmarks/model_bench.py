@@ -12,6 +12,8 @@ random-weight model, one after the other for each batch, so that a busy machine 
 - ``plain batched``: ``BiLm.forward`` with autograd on (the training path: batched steps,
   ``torch.cat`` per step, ``Conv1d`` over all 50 chars of each distinct token);
 - ``production``: ``BiLm.forward`` under ``torch.inference_mode`` (the packed fast path);
+- ``production, gates per row``: the same with the first layer's input gates computed for every
+  position instead of once per distinct token (what that table saves, in the same run);
 - ``embedder``: ``SentenceEmbedder`` from token strings to numpy arrays (char ids included);
 - ``embedder + cache``: the same with the token-vector cache, first filled with the words of
   4 other batches (the steady state of a long run, where frequent words are cached).
@@ -34,6 +36,7 @@ from benchmarks.batched_reference import BatchedReferenceBiLm
 from benchmarks.corpus import real_batches
 from benchmarks.machine import peak_rss_mb, release_free_memory, reset_peak_rss, rss_mb
 from benchmarks.shapes import SHAPES, flops_per_position, random_model
+from elmo_model import packed_lstm
 from elmo_model.chars import batch_char_ids
 from elmo_model.embedder import SentenceEmbedder
 from elmo_model.reference import ReferenceBiLm
@@ -81,11 +84,20 @@ def _contenders(model, reference, batched, warm_batches: list, skip: set[str]) -
         with torch.inference_mode():
             return _layers_of(sentences, model(ids).layers)
 
+    def per_row_gates(sentences, ids):  # production without the first layer's distinct-token table
+        share = packed_lstm.DISTINCT_MAX_SHARE
+        packed_lstm.DISTINCT_MAX_SHARE = 0.0
+        try:
+            return production(sentences, ids)
+        finally:
+            packed_lstm.DISTINCT_MAX_SHARE = share
+
     contenders = {
         "reference": lambda sentences, ids: _layers_of(sentences, reference(ids)),
         "batched reference": lambda sentences, ids: _layers_of(sentences, batched(ids)),
         "plain batched": plain,
         "production": production,
+        "production, gates per row": per_row_gates,
         "embedder": lambda sentences, ids: embedder(sentences),
         "embedder + cache": lambda sentences, ids: cached(sentences),
     }

@@ -23,9 +23,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 WORKER_NODE = {"num_cpus": 1, "resources": {"elmo_worker": 1}}
 
 
-def _wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen, timeout: float) -> None:
+def _wait_for_checkpoints(run_dir: Path, proc: subprocess.Popen, timeout: float, count: int) -> None:
     deadline = time.monotonic() + timeout
-    while not list(run_dir.glob("checkpoint_*/meta.json")):
+    while len(list(run_dir.glob("checkpoint_*/meta.json"))) < count:
         if proc.poll() is not None:
             raise AssertionError(f"elmo train ended early:\n{proc.stdout.read()[-5000:]}")
         if time.monotonic() > deadline:
@@ -54,7 +54,9 @@ def test_run_finishes_after_losing_a_worker_node(tmp_path):
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "RAY_ADDRESS": cluster.address})
         try:
-            _wait_for_checkpoint(tmp_path / "ckpt" / name, proc, timeout=300)
+            # Two: a node lost within an instant of a report can make Ray 2.60 drop that report's
+            # round and resume from the checkpoint before it (README) — from scratch after the first.
+            _wait_for_checkpoints(tmp_path / "ckpt" / name, proc, timeout=300, count=2)
             cluster.remove_node(nodes[1])
             cluster.add_node(**WORKER_NODE)
             output, _ = proc.communicate(timeout=420)
