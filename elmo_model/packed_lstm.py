@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from elmo_model.precision import Int8Linear, current_precision
+from elmo_model.token_encoder import distinct_by_keys
 
 if TYPE_CHECKING:
     from elmo_model.lstm import ProjectedLstm
@@ -70,12 +71,10 @@ class DistinctRows:
             return None
         generator = torch.Generator().manual_seed(rows.shape[1])
         weights = torch.randn(rows.shape[1], generator=generator, dtype=torch.float64).to(rows.device)
-        _, inverse = torch.unique(rows.double() @ weights, return_inverse=True)  # keys: a random projection
-        first = torch.full((int(inverse.max()) + 1,), rows.shape[0], dtype=torch.long, device=rows.device)
-        first.scatter_reduce_(0, inverse, torch.arange(rows.shape[0], device=rows.device), reduce="amin")
-        table = rows[first]
-        if not torch.equal(table[inverse], rows):  # two different rows with one key (or NaN): no table
+        found = distinct_by_keys(rows, rows.double() @ weights)  # keys: a random projection
+        if found is None:  # two different rows with one key (or NaN): no table
             return None
+        table, inverse = found
         return cls(table, torch.stack([inverse[i] for i in indices]))
 
     def worth_it(self, n_rows: int, cell_dim: int) -> bool:

@@ -115,14 +115,22 @@ def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.unique(rows, dim=0, return_inverse=True)
     generator = torch.Generator().manual_seed(width)
     weights = torch.randint(0, 2**40, (width,), generator=generator, dtype=torch.int64).to(rows.device)
-    keys = (rows.long() * weights).sum(dim=1)  # (n,)
-    _, inverse = torch.unique(keys, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), n, dtype=torch.long, device=rows.device)
-    first.scatter_reduce_(0, inverse, torch.arange(n, device=rows.device), reduce="amin")
-    distinct = rows[first]
-    if not torch.equal(distinct[inverse], rows):  # a hash collision: be exact instead
+    found = distinct_by_keys(rows, (rows.long() * weights).sum(dim=1))
+    if found is None:  # a hash collision: be exact instead
         return torch.unique(rows, dim=0, return_inverse=True)
-    return distinct, inverse
+    return found
+
+
+def distinct_by_keys(rows: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The distinct rows of non-empty ``rows (n, width)`` told apart by their ``keys (n,)`` (equal
+    rows must have equal keys), each at its first occurrence, and ``inverse``:
+    ``(distinct, inverse)`` with ``distinct[inverse] == rows``, or ``None`` if two different rows
+    share a key (checked exactly)."""
+    _, inverse = torch.unique(keys, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), rows.shape[0], dtype=torch.long, device=rows.device)
+    first.scatter_reduce_(0, inverse, torch.arange(rows.shape[0], device=rows.device), reduce="amin")
+    distinct = rows[first]
+    return (distinct, inverse) if torch.equal(distinct[inverse], rows) else None
 
 
 def _stacked_kernel(convolutions: nn.ModuleList) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
