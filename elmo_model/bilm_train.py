@@ -54,7 +54,6 @@ class TrainPacking:
             last_entry=last_entry,
         )
 
-
     @classmethod
     def paired(cls, batch: int, steps: int, device: torch.device) -> TrainPacking:
         """Full windows, ``2·batch`` rows: the forward direction reads rows ``[0, batch)``, the

@@ -56,7 +56,7 @@ class NoiseFilter:
     def __init__(self, pattern: re.Pattern[bytes] = NOISE, fd: int = 2) -> None:
         self.pattern, self.fd = pattern, fd
         self._real_fd: int | None = None
-        self._sentinel = b"\0elmo-stderr-filter-" + uuid.uuid4().hex.encode() + b"\n"
+        self._sentinel = b"\0elmo-noise-filter-" + uuid.uuid4().hex.encode() + b"\n"
         self._drained = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -70,7 +70,7 @@ class NoiseFilter:
         os.dup2(write_fd, self.fd)
         os.close(write_fd)
         self._thread = threading.Thread(target=self._pump, args=(read_fd, self._real_fd),
-                                        name="elmo-stderr-filter", daemon=True)
+                                        name=f"elmo-noise-filter-{self.fd}", daemon=True)
         self._thread.start()
         return self
 
