@@ -135,3 +135,47 @@ class StreamLm(nn.Module):
             bwd = lm.softmax.sampled_nll(bwd_hidden, bwd_targets, sampled)
         state = BiLmState(new_state.h.detach(), new_state.c.detach())
         return StreamLoss(fwd, bwd, int(forward_mask.sum()), int(backward_mask.sum()), state)
+
+
+@torch.no_grad()
+def stream_validation_nll(lm: nn.Module, sequences: Sequence[Sequence[str]], vocab: Vocabulary, window: int,
+                          n_streams: int, rank: int, world: int, max_chars: int) -> tuple[float, float, int, int]:
+    """Held-out text in the stream measure, as stream training reads it: the ``<S> … </S>``
+    sequences joined and cut into ``n_streams`` contiguous segments, each read once in windows of
+    ``window`` with the state carried from a zero start (forward LM from the segment's start,
+    backward LM from its end). This worker takes streams ``rank, rank + world, …``. Returns the
+    summed NLL and target counts per direction (forward, backward, n_forward, n_backward).
+
+    Fewer streams (and a shorter window) when the text is too short for them. With one stream
+    the result is :func:`elmo_model.perplexity.stream_perplexity`'s (``stream`` mode).
+    """
+    total = sum(len(s) for s in sequences)
+    if total < 2:
+        return 0.0, 0.0, 0, 0
+    window = min(window, total - 1)
+    n_streams = max(1, min(n_streams, total // (window + 1)))
+    rows = range(rank, n_streams, world)
+    if len(rows) == 0:
+        return 0.0, 0.0, 0, 0
+    streams = TokenStreams(sequences, vocab, window, n_streams, rows, max_chars)
+    model = StreamLm(lm)
+    was_training = lm.training
+    model.eval()
+    device = next(lm.parameters()).device
+    state, sums = None, [0.0, 0.0, 0, 0]
+    length = streams.segment
+    for step in range(-(-length // window)):  # one pass over each segment
+        batch = streams.batch(step)
+        forward = step * window + np.arange(window)  # positions before the wrap (as in TokenStreams.batch)
+        backward = length - (step + 1) * window + np.arange(window)
+        batch["forward_mask"] = batch["forward_mask"] & (forward < length)[None]  # not past the segment's end
+        batch["backward_mask"] = batch["backward_mask"] & (backward >= 0)[None]  # nor before its start
+        tensors = [torch.as_tensor(batch[k]).to(device) for k in
+                   ("char_ids", "forward_targets", "backward_targets", "forward_mask", "backward_mask")]
+        tensors[0] = tensors[0].long()
+        out = model(*tensors, state)
+        state = out.state
+        sums = [sums[0] + float(out.forward_nll), sums[1] + float(out.backward_nll),
+                sums[2] + out.n_forward, sums[3] + out.n_backward]
+    lm.train(was_training)
+    return sums[0], sums[1], sums[2], sums[3]

@@ -36,7 +36,7 @@ from elmo_model.batching import Batch, collate, make_windows
 from elmo_model.checkpoint import load_checkpoint, save_checkpoint
 from elmo_model.errors import ElmoError
 from elmo_model.language_model import BiLmWithSoftmax, initialize_like_bilm_tf
-from elmo_model.stream import TokenStreams
+from elmo_model.stream import TokenStreams, stream_validation_nll
 from elmo_model.train_config import TrainConfig
 from elmo_model.train_log import MetricsLog, progress_line
 from elmo_model.trainer import LmTrainer, direction_metrics, local_counts
@@ -98,7 +98,8 @@ class RunHost(Protocol):
 @dataclasses.dataclass
 class TrainData:
     """The ordered training items as pools (windows; whole ``<S> … </S>`` sentences in stream mode),
-    their count, and this run's validation batches (window lists, corpus order) if any."""
+    their count, and this run's validation batches (window lists, corpus order; whole sentences in
+    stream mode) if any."""
 
     read_epoch: PoolReader
     n_items: int
@@ -274,7 +275,15 @@ class TrainingLoop:
         return row
 
     def evaluate(self) -> dict[str, float]:
-        """Full-softmax validation perplexity per sentence window; each worker takes every W-th batch."""
+        """Full-softmax validation perplexity: per sentence window (each worker takes every W-th
+        batch), or in stream mode in the stream measure (:func:`elmo_model.stream.stream_validation_nll`:
+        the held-out text as ``W × batch_size`` streams with carried state, split over the workers)."""
+        if self.config.mode == "stream":
+            sequences = [s for batch in self.data.valid_batches() for s in batch]  # whole <S> … </S> sentences
+            sums = stream_validation_nll(self.trainer.model, sequences, self.vocab, self.config.max_tokens,
+                                         self.world * self.config.batch_size, self.rank, self.world, self.max_chars)
+            fwd, bwd, n_fwd, n_bwd = self.collective.all_reduce_sum(sums)
+            return direction_metrics(fwd, bwd, int(n_fwd), int(n_bwd), prefix="valid_")
         sums = [0.0, 0.0, 0.0]
         for j, windows in enumerate(self.data.valid_batches()):
             if j % self.world != self.rank:
@@ -295,7 +304,8 @@ def eval_batches(sentences: Sequence[Sequence[str]], vocab: Vocabulary, config: 
 
 
 def eval_windows(sentences: Sequence[Sequence[str]], config: TrainConfig) -> list[list[list[str]]]:
-    windows = make_windows(sentences, config.max_tokens)
+    """Held-out windows in corpus order, ``batch_size`` a batch (stream mode: whole sentences)."""
+    windows = make_windows(sentences, WHOLE_SENTENCES if config.mode == "stream" else config.max_tokens)
     return [windows[i : i + config.batch_size] for i in range(0, len(windows), config.batch_size)]
 
 

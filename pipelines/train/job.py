@@ -171,7 +171,7 @@ def prepare_datasets(config: TrainJobConfig, plan: InputPlan, valid_plan: InputP
         raise ElmoError(f"{', '.join(config.train)}: the training corpus has no sentences")
     datasets = {"train": train}
     if valid_plan is not None:
-        valid, n_valid = prepare_windows(valid_plan, config.ingest, t.max_tokens, t.seed, shuffle=False,
+        valid, n_valid = prepare_windows(valid_plan, config.ingest, items, t.seed, shuffle=False,  # corpus order
                                          options=options)
         if n_valid == 0:
             raise ElmoError(f"{', '.join(config.valid)}: the validation corpus has no sentences")

@@ -159,3 +159,96 @@ def test_paired_path_equals_both_directions_over_all_rows(vocab):
     assert fast.state.h.shape[2] == 2  # the paired path ran, on the halves of the 2B-row state
     torch.testing.assert_close(fast.forward_nll, slow.forward_nll, rtol=1e-10, atol=0)
     torch.testing.assert_close(fast.backward_nll, slow.backward_nll, rtol=1e-10, atol=0)
+
+
+def _random_lm(vocab, seed=5):
+    from elmo_model.train_loop import new_model
+
+    config = TrainConfig(mode="stream", seed=seed, dropout=0.2, model_overrides=dict(lstm_dim=16, projection_dim=8))
+    return new_model(config, vocab).double()
+
+
+def test_stream_validation_with_one_stream_is_the_stream_measure(vocab):
+    """One stream, any window: exactly `elmo eval perplexity --mode stream` (independent code:
+    one sequence, state carried window to window, F.cross_entropy)."""
+    from elmo_model.chars import BOS_TOKEN, EOS_TOKEN
+    from elmo_model.perplexity import stream_perplexity
+    from elmo_model.stream import stream_validation_nll
+
+    lm = _random_lm(vocab)
+    lm.train()  # validation must switch dropout off and restore the mode
+    expected = stream_perplexity(lm, vocab, SENTENCES, window=100)
+    lm.train()
+    sequences = [[BOS_TOKEN, *s, EOS_TOKEN] for s in SENTENCES]
+    for window in (3, 7, 50):
+        fwd, bwd, n_fwd, n_bwd = stream_validation_nll(lm, sequences, vocab, window, 1, 0, 1, max_chars=50)
+        assert lm.training
+        assert n_fwd == n_bwd == sum(len(s) + 1 for s in SENTENCES)
+        # (the perplexity module reports through float32 tensors)
+        assert np.exp(fwd / n_fwd) == pytest.approx(expected["perplexity_forward"], rel=1e-6)
+        assert np.exp(bwd / n_bwd) == pytest.approx(expected["perplexity_backward"], rel=1e-6)
+
+
+def test_stream_validation_splits_into_segments_read_once_each(vocab):
+    """Several streams over two workers: each segment is scored once, as its own stream from a
+    zero state (a direct sum over each segment with the perplexity module's window loop), and the
+    workers' shares add up to it."""
+    from elmo_model.chars import BOS_TOKEN, EOS_TOKEN
+    from elmo_model.perplexity import _direction_nll
+    from elmo_model.stream import stream_validation_nll
+
+    lm = _random_lm(vocab).eval()
+    sequences = [[BOS_TOKEN, *s, EOS_TOKEN] for s in SENTENCES]
+    stream = _joined(sequences)
+    n_streams, window = 3, 4
+    length = len(stream) // n_streams
+    expected = [0.0, 0.0, 0, 0]
+    for j in range(n_streams):
+        segment = stream[j * length : (j + 1) * length]
+        ids = torch.from_numpy(vocab.encode(segment))
+        starts = list(range(0, length, window))
+        with torch.no_grad():
+            f, nf = _direction_nll(lm, segment, ids, starts, window, 50, True, vocab)
+            b, nb = _direction_nll(lm, segment, ids, starts[::-1], window, 50, False, vocab)
+        expected = [expected[0] + f, expected[1] + b, expected[2] + nf, expected[3] + nb]
+    shares = [stream_validation_nll(lm, sequences, vocab, window, n_streams, r, 2, max_chars=50) for r in (0, 1)]
+    got = [shares[0][k] + shares[1][k] for k in range(4)]
+    assert got[2:] == expected[2:] and got[2] > 0
+    assert got[0] == pytest.approx(expected[0], rel=1e-9) and got[1] == pytest.approx(expected[1], rel=1e-9)
+
+
+def test_stream_validation_on_a_text_shorter_than_the_streams(vocab):
+    """Too short for the streams asked for: fewer streams, a shorter window — never an error."""
+    from elmo_model.chars import BOS_TOKEN, EOS_TOKEN
+    from elmo_model.perplexity import stream_perplexity
+    from elmo_model.stream import stream_validation_nll
+
+    lm = _random_lm(vocab).eval()
+    short = [SENTENCES[-1]]  # <S> a cat ran </S>: 5 tokens
+    fwd, bwd, n_fwd, n_bwd = stream_validation_nll(lm, [[BOS_TOKEN, *short[0], EOS_TOKEN]], vocab, 20, 32, 0, 2,
+                                                   max_chars=50)
+    expected = stream_perplexity(lm, vocab, short)
+    assert n_fwd == n_bwd == 4
+    assert np.exp(fwd / n_fwd) == pytest.approx(expected["perplexity_forward"], rel=1e-6)
+    assert np.exp(bwd / n_bwd) == pytest.approx(expected["perplexity_backward"], rel=1e-6)
+    assert stream_validation_nll(lm, [[BOS_TOKEN, *short[0], EOS_TOKEN]], vocab, 20, 32, 1, 2, 50) == (0.0, 0.0, 0, 0)
+
+
+def test_stream_mode_run_validates_in_the_stream_measure(vocab):
+    """A stream-mode run's validation rows are the stream measure of the model at that step (with
+    one stream: `elmo eval perplexity --mode stream`), and validating does not change the training
+    (same losses as a run without held-out text: the carried training state is left alone)."""
+    from elmo_model.perplexity import stream_perplexity
+
+    config = TrainConfig(mode="stream", batch_size=1, max_tokens=5, steps=6, log_every=1, eval_every=3,
+                         dropout=0.1, seed=2, model_overrides=dict(lstm_dim=16, projection_dim=8))
+    held_out = [s.split() for s in ["the cat sat on the log", "a dog ran on the mat", "the mat saw a cat"]]
+    rows: list[dict] = []
+    trainer = train_in_process(config, SENTENCES, vocab, valid_sentences=held_out, on_metrics=rows.append)
+    plain: list[float] = []
+    train_in_process(config, SENTENCES, vocab, on_metrics=lambda m: plain.append(m["loss"]))
+    np.testing.assert_allclose([r["loss"] for r in rows], plain, rtol=1e-6)
+    expected = stream_perplexity(trainer.model, vocab, held_out)
+    assert [r["step"] for r in rows if "valid_perplexity" in r] == [3, 6]
+    assert rows[-1]["valid_perplexity_forward"] == pytest.approx(expected["perplexity_forward"], rel=1e-5)
+    assert rows[-1]["valid_perplexity_backward"] == pytest.approx(expected["perplexity_backward"], rel=1e-5)

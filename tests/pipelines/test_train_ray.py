@@ -176,19 +176,28 @@ def test_stream_mode_worker_death_resumes_with_the_same_losses(s3, tmp_path):
 
 @pytest.mark.parametrize("mode", ["sentence", "stream"])
 def test_one_ray_worker_is_the_in_process_loop(s3, mode):
-    """The Ray job with one worker and train_in_process on the same lines train the same steps."""
+    """The Ray job with one worker and train_in_process on the same lines train the same steps and
+    validate alike (stream mode: the held-out text reaches the worker as whole sentences in order)."""
     from elmo_model.train_loop import train_in_process
 
-    config = _config(f"one-{mode}", train=("s3://trainray/corpus/a.txt",), num_workers=1, training=dict(mode=mode))
+    config = _config(f"one-{mode}", train=("s3://trainray/corpus/a.txt",), num_workers=1,
+                     valid=("s3://trainray/valid.txt",), training=dict(mode=mode, eval_every=4))
     run_training(config)
     sentences = [line.split() for line in storage.read_text("s3://trainray/corpus/a.txt").splitlines()]
+    held_out = [line.split() for line in storage.read_text("s3://trainray/valid.txt").splitlines()]
     vocab = Vocabulary(storage.read_text(config.vocab).split())
     rows: list[dict] = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the worker (threads = its CPUs): the same summation order
     try:
-        train_in_process(config.training, sentences, vocab, on_metrics=rows.append,
+        train_in_process(config.training, sentences, vocab, valid_sentences=held_out, on_metrics=rows.append,
                          source="s3://trainray/corpus/a.txt")
     finally:
         torch.set_num_threads(threads)
     np.testing.assert_allclose([(r["loss_forward"], r["loss_backward"]) for r in rows], _losses(config), rtol=1e-6)
+    validations = [(r["step"], r["valid_perplexity_forward"], r["valid_perplexity_backward"])
+                   for r in rows if "valid_perplexity" in r]
+    on_ray = [(r["step"], r["valid_perplexity_forward"], r["valid_perplexity_backward"])
+              for r in _rows(config) if "valid_perplexity" in r]
+    assert [v[0] for v in validations] == [v[0] for v in on_ray] == [4, 8]
+    np.testing.assert_allclose([v[1:] for v in validations], [v[1:] for v in on_ray], rtol=1e-5)
