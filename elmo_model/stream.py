@@ -102,6 +102,14 @@ def paired_state(state: BiLmState | None, rows: int) -> BiLmState | None:
                      torch.stack([state.c[0, :, :rows], state.c[1, :, rows:]]))
 
 
+def stream_tensors(batch: Batch, device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """A stream batch as :class:`StreamLm`'s first five arguments (char ids as int64)."""
+    tensors = [torch.as_tensor(batch[k]).to(device) for k in
+               ("char_ids", "forward_targets", "backward_targets", "forward_mask", "backward_mask")]
+    tensors[0] = tensors[0].long()
+    return tensors
+
+
 def target_counts(batch: Batch) -> tuple[int, int]:
     return int(batch["forward_mask"].sum()), int(batch["backward_mask"].sum())
 
@@ -170,10 +178,7 @@ def stream_validation_nll(lm: nn.Module, sequences: Sequence[Sequence[str]], voc
         backward = length - (step + 1) * window + np.arange(window)
         batch["forward_mask"] = batch["forward_mask"] & (forward < length)[None]  # not past the segment's end
         batch["backward_mask"] = batch["backward_mask"] & (backward >= 0)[None]  # nor before its start
-        tensors = [torch.as_tensor(batch[k]).to(device) for k in
-                   ("char_ids", "forward_targets", "backward_targets", "forward_mask", "backward_mask")]
-        tensors[0] = tensors[0].long()
-        out = model(*tensors, state)
+        out = model(*stream_tensors(batch, device), state)
         state = out.state
         sums = [sums[0] + float(out.forward_nll), sums[1] + float(out.backward_nll),
                 sums[2] + out.n_forward, sums[3] + out.n_backward]

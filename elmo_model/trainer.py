@@ -18,7 +18,7 @@ from torch import nn
 from elmo_model.batching import Batch
 from elmo_model.bilm import BiLmState
 from elmo_model.language_model import BiLmWithSoftmax, LmLoss, perplexity_from_loss
-from elmo_model.stream import StreamLm, target_counts
+from elmo_model.stream import StreamLm, stream_tensors, target_counts
 from elmo_model.train_config import TrainConfig
 from elmo_model.train_rng import TrainRng
 
@@ -86,10 +86,7 @@ class LmTrainer:
         if self.config.mode != "stream":
             loss: LmLoss = self.forward_module(*to_tensors(batch, self.device), sampled)
             return loss.forward_nll, loss.backward_nll
-        tensors = [torch.as_tensor(batch[k]).to(self.device) for k in
-                   ("char_ids", "forward_targets", "backward_targets", "forward_mask", "backward_mask")]
-        tensors[0] = tensors[0].long()
-        out = self.forward_module(*tensors, self.stream_state, sampled)
+        out = self.forward_module(*stream_tensors(batch, self.device), self.stream_state, sampled)
         self.stream_state = out.state
         return out.forward_nll, out.backward_nll
 

@@ -9,7 +9,7 @@ import torch
 from elmo_model.batch_plan import WHOLE_SENTENCES, ordered_items
 from elmo_model.checkpoint import load_checkpoint
 from elmo_model.errors import ElmoError
-from elmo_model.stream import TokenStreams
+from elmo_model.stream import TokenStreams, stream_tensors
 from elmo_model.train_config import TrainConfig
 from elmo_model.train_loop import train_in_process
 from elmo_model.vocab import Vocabulary
@@ -130,9 +130,7 @@ def test_paired_path_equals_both_directions_over_all_rows(vocab):
     states = [None, None]
     for step in range(4):
         batch = streams.batch(step)
-        tensors = [torch.as_tensor(batch[k]) for k in
-                   ("char_ids", "forward_targets", "backward_targets", "forward_mask", "backward_mask")]
-        tensors[0] = tensors[0].long()
+        tensors = stream_tensors(batch)
         results, grads = [], []
         for i, model in enumerate(models):
             model.zero_grad()
@@ -152,9 +150,7 @@ def test_paired_path_equals_both_directions_over_all_rows(vocab):
         torch.testing.assert_close(fast.state.c, used.c, rtol=0, atol=1e-12)
     states[1] = states[0]  # continue the fast path from a 2B-row state: the same next loss
     batch = streams.batch(4)
-    tensors = [torch.as_tensor(batch[k]) for k in
-               ("char_ids", "forward_targets", "backward_targets", "forward_mask", "backward_mask")]
-    tensors[0] = tensors[0].long()
+    tensors = stream_tensors(batch)
     fast, slow = StreamLm(models[1])(*tensors, states[1]), StreamLm(models[0])(*tensors, states[0])
     assert fast.state.h.shape[2] == 2  # the paired path ran, on the halves of the 2B-row state
     torch.testing.assert_close(fast.forward_nll, slow.forward_nll, rtol=1e-10, atol=0)
