@@ -66,17 +66,24 @@ class TokenStreams:
         self.segments = np.stack([array[j * self.segment : (j + 1) * self.segment] for j in rows])  # (B, L)
         self.is_bos, self.is_eos = is_bos[self.segments], is_eos[self.segments]
 
-    def batch(self, step: int) -> Batch:
-        """Stream step ``step`` (0-based): char ids of the ``2B`` windows, targets and masks per direction."""
+    def batch(self, step: int, wrap: bool = True) -> Batch:
+        """Stream step ``step`` (0-based): char ids of the ``2B`` windows, targets and masks per direction.
+
+        Without ``wrap`` (one pass, for validation) the positions a window reads after the wrap
+        (past a segment's end forward, before its start backward) are not scored."""
         length, window = self.segment, self.window
         rows = np.arange(len(self.rows))[:, None]
-        forward = (step * window + np.arange(window)) % length  # (T,) positions in each segment
-        backward = (length - (step + 1) * window + np.arange(window)) % length
+        unwrapped_forward = step * window + np.arange(window)  # (T,) positions in each segment
+        unwrapped_backward = length - (step + 1) * window + np.arange(window)
+        forward, backward = unwrapped_forward % length, unwrapped_backward % length
         forward_next, backward_previous = (forward + 1) % length, (backward - 1) % length
         f_local, b_local = self.segments[:, forward], self.segments[:, backward]
         char_ids = self.token_chars[np.concatenate([f_local, b_local])]  # (2B, T, chars)
         fwd_mask = ~self.is_eos[:, forward] & (forward_next != 0)[None]  # not across </S> <S> or the wrap
         bwd_mask = ~self.is_bos[:, backward] & (backward != 0)[None]
+        if not wrap:
+            fwd_mask &= (unwrapped_forward < length)[None]
+            bwd_mask &= (unwrapped_backward >= 0)[None]
         return {"char_ids": char_ids,
                 "forward_targets": self.token_vocab_ids[self.segments[rows, forward_next]],
                 "backward_targets": self.token_vocab_ids[self.segments[rows, backward_previous]],
@@ -171,14 +178,8 @@ def stream_validation_nll(lm: nn.Module, sequences: Sequence[Sequence[str]], voc
     model.eval()
     device = next(lm.parameters()).device
     state, sums = None, [0.0, 0.0, 0, 0]
-    length = streams.segment
-    for step in range(-(-length // window)):  # one pass over each segment
-        batch = streams.batch(step)
-        forward = step * window + np.arange(window)  # positions before the wrap (as in TokenStreams.batch)
-        backward = length - (step + 1) * window + np.arange(window)
-        batch["forward_mask"] = batch["forward_mask"] & (forward < length)[None]  # not past the segment's end
-        batch["backward_mask"] = batch["backward_mask"] & (backward >= 0)[None]  # nor before its start
-        out = model(*stream_tensors(batch, device), state)
+    for step in range(-(-streams.segment // window)):  # one pass over each segment
+        out = model(*stream_tensors(streams.batch(step, wrap=False), device), state)
         state = out.state
         sums = [sums[0] + float(out.forward_nll), sums[1] + float(out.backward_nll),
                 sums[2] + out.n_forward, sums[3] + out.n_backward]
