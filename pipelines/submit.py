@@ -7,10 +7,12 @@ uploaded with the job as its ``working_dir`` (from a checkout this project's dir
 default, without ``.venv``, ``data/cache``, ``runs``, ``.git``).
 
 The runtime environment carries the S3 and GCS settings that say *where* storage is
-(:data:`FORWARDED_ENV`, when set here) and whatever ``--env`` names. Credentials are forwarded
-only when named explicitly, and no value is ever printed: on a real cluster prefer an instance
-profile / IRSA (anything in a job's runtime environment is visible to whoever can read the
-cluster's job list).
+(:data:`FORWARDED_ENV`, when set here: endpoint, region, profile name, emulator, project — the same
+list a driver joining a cluster with ``RAY_ADDRESS`` forwards, :mod:`pipelines.io.worker_env`) and
+whatever ``--env`` names. Credentials are forwarded only when named explicitly, with a warning of
+where they will appear (Ray records a job's runtime environment in plain text: the job table and
+the head's ``runtime_env_agent.log``), and no value is ever printed: on a real cluster the workers
+use the cluster's own credentials (instance profile, IRSA, a mounted credentials file).
 
 Exit status: the job's — 0 when it SUCCEEDED, the entrypoint's own exit status when it FAILED
 (1 if Ray does not know it), 1 when someone STOPPED it. Ctrl-C here stops the job and returns 130;
@@ -34,10 +36,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from elmo_model.errors import ElmoError
-from pipelines.io.worker_env import LOCATION_VARS
+from pipelines.io.worker_env import CREDENTIAL_VARS, FORWARDED_VARS, exposure_warning
 
 # Where storage is (S3 and GCS), not who may use it: forwarded whenever set in the submitting shell.
-FORWARDED_ENV = LOCATION_VARS
+FORWARDED_ENV = FORWARDED_VARS
 # gitignore-style patterns, relative to the working dir (Ray also honours .gitignore files there).
 DEFAULT_EXCLUDES = (".git", ".venv", "/data/cache", "/runs", "/build", "__pycache__", "*.egg-info",
                     ".pytest_cache", "*.partial")
@@ -101,6 +103,9 @@ class Submission:
             lines.append(f"pip: {' '.join(self.pip)}")
         if self.env_vars:
             lines.append(f"environment: {', '.join(sorted(self.env_vars))} (values not shown)")
+        credentials = sorted(set(self.env_vars) & set(CREDENTIAL_VARS))
+        if credentials:
+            lines.append(f"warning: {exposure_warning(credentials, self.address)}")
         return lines
 
 

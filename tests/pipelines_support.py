@@ -152,9 +152,10 @@ def _head_env(temp_dir: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def ray_head(num_cpus: int = 2) -> Iterator[RayHead]:
+def ray_head(num_cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[RayHead]:
     """``ray start --head --block`` on 127.0.0.1 (every port chosen free, token auth off) in its own
-    process group, which is stopped at the end by its PID — never ``ray stop``."""
+    process group, which is stopped at the end by its PID — never ``ray stop``. ``env`` adds to (or
+    overrides) the head's environment, e.g. its own ``AWS_SHARED_CREDENTIALS_FILE``."""
     temp_dir = f"/tmp/r{uuid.uuid4().hex[:6]}"  # short: Unix socket paths are limited to 107 bytes
     ports = {flag: free_port() for flag in _PORT_FLAGS}
     command = [str(_VENV_BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
@@ -163,7 +164,7 @@ def ray_head(num_cpus: int = 2) -> Iterator[RayHead]:
                *(f"--{flag}={port}" for flag, port in ports.items())]
     log = Path(f"{temp_dir}.log")
     with open(log, "w") as log_file:
-        process = subprocess.Popen(command, env=_head_env(temp_dir), stdout=log_file, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, env={**_head_env(temp_dir), **(env or {})}, stdout=log_file, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # its own process group: stopped as one
     url = f"http://127.0.0.1:{ports['dashboard-port']}"
     try:

@@ -10,9 +10,11 @@ examples:
   RAY_ADDRESS=http://HEAD:8265 elmo submit --no-wait -- embed --model s3://models/elmo/ \\
       --input s3://corpus/text/ --output s3://corpus/embeddings/ --gpus-per-actor 1
 
-S3 endpoint and region variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_REGION,
-AWS_DEFAULT_REGION) are forwarded when set; anything else only with --env (values are never
-printed). Ctrl-C (or SIGTERM) stops the job.
+Where storage is (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_DEFAULT_REGION,
+AWS_PROFILE, STORAGE_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT) is forwarded when set; anything else,
+keys included, only with --env (values are never printed; the cluster records them in plain text in
+its job table and the head's runtime_env_agent.log, so the cluster should have its own
+credentials). Ctrl-C (or SIGTERM) stops the job.
 """
 
 

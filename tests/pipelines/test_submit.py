@@ -71,6 +71,10 @@ def test_environment_forwards_where_storage_is_and_only_named_credentials():
                             env_vars=forwarded)
     described = "\n".join(job.describe()) + repr(job)
     assert SECRET not in described and "AWS_SECRET_ACCESS_KEY" in described
+    warning = [line for line in job.describe() if line.startswith("warning: ")]  # where a forwarded key shows
+    assert len(warning) == 1 and "AWS_SECRET_ACCESS_KEY" in warning[0] and "runtime_env_agent.log" in warning[0]
+    assert not any(line.startswith("warning: ") for line in
+                   submit.Submission("h", ("vocab",), env_vars=submit.env_vars(["ELMO_X=1"], here)).describe())
     assert job.entrypoint == "python -m pipelines.cli vocab --input 'a b'"
     env = job.runtime_env()
     assert env["working_dir"] == str(ROOT) and env["env_vars"] == forwarded
