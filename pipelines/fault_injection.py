@@ -4,6 +4,8 @@ No config key or flag reaches it: a user's config cannot crash a job. The tests 
 variable to a JSON object with any of these keys::
 
     {"embed_crash_before_commit": true,       # elmo embed exits (status 17) after staging, before commit
+     "embed_crash_before_commit_number": 2,   # … before its 2nd commit instead (the 1st is kept)
+     "embed_actor_trace_dir": "/tmp/d",       # each embed actor call appends its row count to <dir>/<pid>
      "embed_actor_exit_marker": "/tmp/m",     # the first embed actor call that finds no file there
                                               # creates it and kills its actor process
      "train_exit_before_step": 5,             # elmo train: worker `train_exit_rank` exits before that
@@ -34,6 +36,8 @@ class Faults:
     """The faults to inject (none by default)."""
 
     embed_crash_before_commit: bool = False
+    embed_crash_before_commit_number: int = 0  # 0: the first commit when embed_crash_before_commit is set
+    embed_actor_trace_dir: str = ""
     embed_actor_exit_marker: str = ""
     train_exit_before_step: int = 0  # 0: never
     train_exit_rank: int = 1
@@ -55,9 +59,11 @@ def planned() -> Faults:
                         f"({exc})") from None
 
 
-def crash_before_commit(faults: Faults) -> None:
-    """``elmo embed``'s driver: exit (status 17) with the staging written and nothing committed."""
-    if faults.embed_crash_before_commit:
+def crash_before_commit(faults: Faults, number: int = 1) -> None:
+    """``elmo embed``'s driver, before its commit ``number`` (1-based): exit (status 17) with that
+    group's staging written and not committed."""
+    wanted = faults.embed_crash_before_commit_number or (1 if faults.embed_crash_before_commit else 0)
+    if wanted and number == wanted:
         log.warning("test-only fault injection: exiting before the commit")
         os._exit(17)
 
@@ -69,6 +75,13 @@ def exit_embed_actor_once(faults: Faults) -> None:
         Path(marker).write_text(str(os.getpid()))
         log.warning("test-only fault injection: this actor exits now")
         os._exit(1)
+
+
+def trace_embed_actor(faults: Faults, rows: int) -> None:
+    """An embed actor call: append its row count to ``<embed_actor_trace_dir>/<pid>`` (which actors worked)."""
+    if faults.embed_actor_trace_dir:
+        with open(os.path.join(faults.embed_actor_trace_dir, str(os.getpid())), "a") as trace:
+            trace.write(f"{rows}\n")
 
 
 def exit_train_worker_once(faults: Faults, next_step: int, rank: int) -> None:

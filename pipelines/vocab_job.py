@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from elmo_model.errors import ElmoError
 from elmo_model.vocab import SPECIAL_TOKENS, Vocabulary
 from pipelines.config import write_config
-from pipelines.ingest.reader import IngestConfig, InputPlan, check_sentences, plan_inputs, read_records
+from pipelines.ingest.reader import DEFAULT_READ_CPUS, READ_TASK_MEMORY, IngestConfig, InputPlan, check_sentences, plan_inputs, read_records
 from pipelines.ingest.sentences import SPLITTERS, TOKENIZERS, resolve_fn, sentence_table
 from pipelines.io.storage import StorageOptions, check_output, resolve, write_text
 
@@ -85,8 +85,9 @@ def count_tokens(plan: InputPlan, config: IngestConfig) -> tuple[Counter, dict[s
     counts: Counter = Counter()
     stats = dict.fromkeys(STAT_NAMES, 0)
     per_file = dict.fromkeys((f.url for f in plan.files), 0)
-    blocks = read_records(plan, config).map_batches(
-        CountStage(config), batch_size=None, batch_format="pyarrow", zero_copy_batch=True)
+    blocks = read_records(plan, config).map_batches(  # fused into the read tasks (same remote arguments)
+        CountStage(config), batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
+        num_cpus=DEFAULT_READ_CPUS, memory=READ_TASK_MEMORY)
     with clean_errors():
         for batch in blocks.iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in batch.to_pylist():

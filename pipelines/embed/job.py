@@ -1,14 +1,17 @@
 """``elmo embed``: contextual vectors for a corpus, on a Ray actor pool, written as Parquet.
 
     lease on the output (pipelines.embed.lease) → recovery of what earlier runs left →
-    inputs (listed, fingerprinted) → manifest says which are new/changed → groups of inputs
-    (``commit_bytes``), each: Ray Data reads them → EmbedActor pool (model loaded once per actor)
-    → Parquet under <output>/_staging/<run>/<group>/ → commit (pipelines.embed.manifest): manifest
-    compare-and-swap, files moved into <output>/<input key>/.
+    inputs (listed, fingerprinted) → manifest says which are new/changed/partly done → read blocks
+    (pipelines.ingest.blocks: line-aligned byte ranges, row groups; about 4 per actor, at most
+    ``block_bytes``) → placement check (pipelines.embed.placement) → groups of blocks
+    (``commit_bytes``), each: Ray Data reads the blocks (``read_cpus`` per task) → EmbedActor pool
+    (model loaded once per actor) → Parquet under <output>/_staging/<run>/<group>/ → commit
+    (pipelines.embed.manifest): manifest compare-and-swap, files moved into <output>/<input key>/.
 
-A rerun with nothing new does nothing; a crash loses at most the group in progress (the next run
-removes its staging and embeds only what was not committed); a changed input's old files are
-replaced; a second run on the same output waits for the lease or stops (exit status 75).
+A rerun with nothing new does nothing; a crash loses at most the group in progress, even inside
+one large file (the next run removes its staging and embeds only the blocks not committed); a
+changed input's old files are replaced; a second run on the same output waits for the lease or
+stops (exit status 75).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from elmo_model.precision import PRECISIONS
 from pipelines import fault_injection
 from pipelines.embed import manifest
 from pipelines.embed.output import OutputSpec
-from pipelines.ingest.reader import IngestConfig, InputPlan, check_sentences, list_inputs
+from pipelines.embed.placement import PoolNeeds
+from pipelines.ingest.blocks import DEFAULT_BLOCK_BYTES, MIN_BLOCK_BYTES, ReadBlock, block_size
+from pipelines.ingest.reader import DEFAULT_READ_CPUS, READ_TASK_MEMORY, IngestConfig, InputPlan, check_sentences, list_inputs
 from pipelines.io.storage import FileEntry, Location, StorageOptions, check_output, remove_tree, resolve
 
 log = logging.getLogger(__name__)
@@ -54,7 +59,12 @@ class EmbedJobConfig:
     gpus_per_actor: float = 0.0
     rows_per_file: int = 100_000  # Parquet rows per output file (at most)
     row_group_rows: int = 10_000
-    commit_bytes: int = 64 * 2**20  # inputs are embedded and committed in groups of about this many bytes
+    commit_bytes: int = 64 * 2**20  # read blocks are embedded and committed in groups of about this many bytes
+    block_bytes: int = DEFAULT_BLOCK_BYTES  # the largest read block (smaller ones spread a small corpus)
+    min_block_bytes: int = MIN_BLOCK_BYTES  # … but read blocks are not made smaller than this
+    read_cpus: float | None = None  # CPUs per read task (None: min(0.25, cpus_per_actor))
+    wait_for_nodes_s: float = 0.0  # how long to wait for an autoscaler to add nodes the pool needs (0: fail at once)
+    stall_warning_s: float = 120.0  # print what the job waits for after this long without new output (0: never)
     lease_ttl_s: float = 120.0  # the run's lease on the output expires this long after its last renewal
     wait_s: float = 0.0  # how long to wait for another run's lease on the output (0: fail at once)
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -73,7 +83,22 @@ class EmbedJobConfig:
             raise ElmoError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.commit_bytes < 1 or self.lease_ttl_s < 1 or self.wait_s < 0:
             raise ElmoError("commit_bytes and lease_ttl_s must be positive (lease_ttl_s ≥ 1 s), --wait ≥ 0")
+        if self.block_bytes < 1 or self.min_block_bytes < 1:
+            raise ElmoError(f"block_bytes and min_block_bytes must be positive, got {self.block_bytes} "
+                            f"and {self.min_block_bytes}")
+        if self.cpus_per_actor <= 0 or self.gpus_per_actor < 0 or (self.read_cpus is not None and self.read_cpus <= 0):
+            raise ElmoError("--cpus-per-actor and read_cpus must be positive, --gpus-per-actor ≥ 0")
+        if self.wait_for_nodes_s < 0 or self.stall_warning_s < 0:
+            raise ElmoError("wait_for_nodes_s and stall_warning_s must be ≥ 0")
         self.spec()
+
+    @property
+    def read_task_cpus(self) -> float:
+        """CPUs per read task: fits on any node that fits an actor."""
+        return self.read_cpus if self.read_cpus is not None else min(DEFAULT_READ_CPUS, self.cpus_per_actor)
+
+    def pool_needs(self) -> PoolNeeds:
+        return PoolNeeds(self.actors[0], self.cpus_per_actor, self.gpus_per_actor, self.read_task_cpus)
 
 
 @dataclass
@@ -83,6 +108,7 @@ class EmbedResult:
     rows: int
     output_url: str
     commits: int = 0  # groups committed by this run
+    blocks: int = 0  # read blocks embedded by this run
 
 
 def settings_hash(config: EmbedJobConfig, model_hash: str) -> str:
@@ -115,22 +141,43 @@ def check_model(config: EmbedJobConfig, options: StorageOptions | None) -> str:
     return model.digest
 
 
-def group_inputs(todo: list[FileEntry], commit_bytes: int) -> list[list[FileEntry]]:
-    """Consecutive inputs (by URL) in groups of at least ``commit_bytes`` (the last may be smaller)."""
-    groups: list[list[FileEntry]] = [[]]
+def group_blocks(todo: list[ReadBlock], commit_bytes: int) -> list[list[ReadBlock]]:
+    """Consecutive read blocks (in plan order) in groups of at least ``commit_bytes`` (the last may be smaller)."""
+    groups: list[list[ReadBlock]] = [[]]
     size = 0
-    for entry in sorted(todo, key=lambda e: e.url):
+    for block in todo:
         if size >= commit_bytes:
             groups.append([])
             size = 0
-        groups[-1].append(entry)
-        size += entry.size
+        groups[-1].append(block)
+        size += block.size
     return [g for g in groups if g]
+
+
+def plan_todo_blocks(config: EmbedJobConfig, plan: InputPlan, todo: list[FileEntry],
+                     records: dict[str, manifest.InputRecord], settings: str) -> tuple[list[ReadBlock], dict[str, list[str]]]:
+    """The read blocks still to embed (partly committed inputs keep their recorded plan) and every
+    todo input's whole plan (its block keys)."""
+    from pipelines.ingest.reader import plan_read_blocks
+
+    resumed = {e.url: records[e.url] for e in todo if e.url in records and records[e.url].continues(e, settings)}
+    fresh_bytes = sum(e.size for e in todo if e.url not in resumed)
+    wanted = min(max(fresh_bytes, 1), config.commit_bytes)  # every actor gets several blocks of each group
+    target = block_size(wanted, 4 * config.actors[1], config.block_bytes, config.min_block_bytes)
+    planned = plan_read_blocks(_only(plan, {e.url for e in todo}), target, {u: r.parts for u, r in resumed.items()})
+    plans: dict[str, list[str]] = {}
+    for block in planned:
+        plans.setdefault(block.url, []).append(block.key)
+    done = {(u, k) for u, r in resumed.items() for k in r.done}
+    return [b for b in planned if (b.url, b.key) not in done], plans
 
 
 def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> EmbedResult:
     """Embed the new or changed inputs of ``config`` and commit them under ``config.output``."""
     from pipelines.embed.lease import RunLease
+    from pipelines.embed.placement import check_placement
+    from pipelines.ingest.reader import number_read_blocks
+    from pipelines.ray_support import ensure_ray
 
     config.validate()
     faults = fault_injection.planned()
@@ -146,36 +193,65 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
         if not todo:
             log.info("all %d inputs are up to date under %s: nothing to do", len(entries), out.url)
             return EmbedResult([], len(entries), 0, out.url)
-        groups = group_inputs(todo, config.commit_bytes)
+        ensure_ray()
+        check_placement(config.pool_needs(), config.wait_for_nodes_s)
+        remaining, plans = plan_todo_blocks(config, plan, todo, state.inputs, settings)
+        numbered = number_read_blocks(remaining, plan, plans, config.read_task_cpus)
+        groups = group_blocks(numbered, config.commit_bytes)
+        by_url = {e.url: e for e in todo}
         total = 0
         try:
             for k, group in enumerate(groups):
                 staging = out.join(manifest.STAGING, run_id, f"g{k:05d}")
-                _embed_to_staging(config, _only(plan, {e.url for e in group}), staging, digest, options, faults)
-                staged, rows = _staged_outputs(out, staging, group)
-                check_sentences(rows)  # an input without sentences: an error naming it, nothing of the group committed
-                fault_injection.crash_before_commit(faults)
+                inputs = [by_url[u] for u in dict.fromkeys(b.url for b in group)]
+                _embed_to_staging(config, group, plan, staging, digest, options, faults)
+                staged, rows = _staged_outputs(out, staging, inputs)
+                _check_completed_inputs(state, group, plans, rows, settings, by_url)
+                fault_injection.crash_before_commit(faults, k + 1)
                 lease.check()
-                state = manifest.commit(out, state, f"{run_id}-{k:05d}", staging, group, staged, rows, settings)
+                keys = {e.url: [b.key for b in group if b.url == e.url] for e in inputs}
+                state = manifest.commit(out, state, f"{run_id}-{k:05d}", staging, inputs, staged, rows, settings,
+                                        keys, plans)
                 total += sum(rows.values())
                 if len(groups) > 1:
-                    log.info("committed group %d/%d: %d input(s), %d sentences", k + 1, len(groups),
-                             len(group), sum(rows.values()))
+                    log.info("committed group %d/%d: %d read block(s) of %d input(s), %d sentences", k + 1,
+                             len(groups), len(group), len(inputs), sum(rows.values()))
         finally:  # empty folders on a local output; this run's uncommitted files after an error
             with contextlib.suppress(Exception):  # (otherwise the next run removes them)
                 remove_tree(out.join(manifest.STAGING, run_id))
-    return EmbedResult([e.url for g in groups for e in g], len(entries) - len(todo), total, out.url, len(groups))
+    return EmbedResult([e.url for e in todo], len(entries) - len(todo), total, out.url, len(groups), len(numbered))
 
 
-def _embed_to_staging(config: EmbedJobConfig, plan: InputPlan, staging: Location, digest: str,
-                      options: StorageOptions | None, faults: fault_injection.Faults) -> None:
+def _check_completed_inputs(state: manifest.ManifestState, group: list[ReadBlock], plans: dict[str, list[str]],
+                            rows: dict[str, int], settings: str, by_url: dict[str, FileEntry]) -> None:
+    """An input whose last block is in ``group`` and that has no sentences in all: an error naming it
+    (nothing of the group committed)."""
+    counts = {}
+    for url in dict.fromkeys(b.url for b in group):
+        record = state.inputs.get(url)
+        continuing = record is not None and record.continues(by_url[url], settings)
+        done = set(record.done if continuing else ()) | {b.key for b in group if b.url == url}
+        if set(plans[url]) <= done:
+            counts[url] = rows.get(url, 0) + (record.rows if continuing else 0)
+    check_sentences(counts)
+
+
+def _staging_files(staging: Location) -> int:
+    return len(staging.fs.find(staging.path)) if staging.fs.exists(staging.path) else 0
+
+
+def _embed_to_staging(config: EmbedJobConfig, group: list[ReadBlock], plan: InputPlan, staging: Location,
+                      digest: str, options: StorageOptions | None, faults: fault_injection.Faults) -> None:
     from pipelines.embed.actor import EmbedActor
-    from pipelines.ingest.reader import read_sentences
-    from pipelines.ray_support import actor_pool, clean_errors, ensure_ray
+    from pipelines.embed.placement import StallWatch
+    from pipelines.ingest.reader import SentenceStage, read_blocks, sentences_of
+    from pipelines.ray_support import actor_pool, clean_errors
 
-    ensure_ray()
-    sentences = read_sentences(plan, config.ingest, options=options, char_ids=False)
-    keyed = sentences.map_batches(_add_output_key, batch_format="pyarrow", batch_size=None)
+    read_cpus = config.read_task_cpus
+    stage = SentenceStage(config.ingest, char_ids=False)
+    sentences = sentences_of(read_blocks(group, plan, config.ingest, read_cpus), stage, read_cpus)
+    keyed = sentences.map_batches(_add_output_key, batch_format="pyarrow", batch_size=None,
+                                  num_cpus=read_cpus, memory=READ_TASK_MEMORY)  # fused into the read tasks
     vectors = keyed.map_batches(
         EmbedActor,
         fn_constructor_kwargs=dict(model_url=config.model, spec=config.spec(), model_hash=digest,
@@ -183,7 +259,8 @@ def _embed_to_staging(config: EmbedJobConfig, plan: InputPlan, staging: Location
         compute=actor_pool(*config.actors),
         batch_size=config.batch_size, batch_format="pyarrow", num_cpus=config.cpus_per_actor,
         num_gpus=config.gpus_per_actor or None)  # Ray Data restarts dead actors and retries their tasks
-    with clean_errors():
+    watch = StallWatch(lambda: _staging_files(staging), config.pool_needs(), config.stall_warning_s)
+    with clean_errors(), watch:
         vectors.write_parquet(staging.path, filesystem=staging.arrow_fs, partition_cols=["output_key"],
                               try_create_dir=staging.scheme == "file",  # no empty marker objects on S3
                               max_rows_per_file=config.rows_per_file, row_group_size=config.row_group_rows)

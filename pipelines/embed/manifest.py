@@ -54,10 +54,33 @@ class InputRecord:
     files: tuple[str, ...]  # output paths relative to the output URL
     rows: int
     run_id: str
+    parts: tuple[str, ...] = ()  # while only some blocks are committed: the keys of all the input's read blocks
+    done: tuple[str, ...] = ()  # … and of those committed (pipelines.ingest.blocks); both empty: complete
+
+    @property
+    def complete(self) -> bool:
+        return not self.parts
+
+    def continues(self, entry: FileEntry, settings_hash: str) -> bool:
+        """Whether this is a partly committed record of the same input version and settings."""
+        return (not self.complete and self.fingerprint == input_fingerprint(entry)
+                and self.settings_hash == settings_hash)
+
+    def remaining(self) -> list[str]:
+        """Keys of the blocks still to embed (those of ``parts`` not in ``done``, in plan order)."""
+        done = set(self.done)
+        return [key for key in self.parts if key not in done]
+
+    def as_json(self) -> dict:
+        raw = dataclasses.asdict(self)
+        if self.complete:  # complete records keep the layout of earlier versions
+            del raw["parts"], raw["done"]
+        return raw
 
     @classmethod
     def from_json(cls, raw: dict) -> InputRecord:
-        return cls(raw["fingerprint"], raw["settings_hash"], tuple(raw["files"]), int(raw["rows"]), raw["run_id"])
+        return cls(raw["fingerprint"], raw["settings_hash"], tuple(raw["files"]), int(raw["rows"]), raw["run_id"],
+                   tuple(raw.get("parts", ())), tuple(raw.get("done", ())))
 
 
 def input_fingerprint(entry: FileEntry) -> str:
@@ -86,7 +109,7 @@ class ManifestState:
 
     def payload(self, inputs: dict[str, InputRecord], commit: str | None, fence: str | None) -> bytes:
         return json.dumps({"version": 2, "commit": commit, "fence": fence,
-                           "inputs": {u: dataclasses.asdict(r) for u, r in sorted(inputs.items())}},
+                           "inputs": {u: r.as_json() for u, r in sorted(inputs.items())}},
                           indent=1, sort_keys=True).encode()
 
 
@@ -116,11 +139,12 @@ def _swap(output: Location, state: ManifestState, inputs: dict[str, InputRecord]
 
 
 def plan(inputs: Iterable[FileEntry], manifest: dict[str, InputRecord], settings_hash: str) -> list[FileEntry]:
-    """The inputs to embed now: new, changed, or embedded with other settings."""
+    """The inputs to embed now: new, changed, embedded with other settings, or only partly committed."""
     todo = []
     for entry in inputs:
         record = manifest.get(entry.url)
-        if record is None or record.fingerprint != input_fingerprint(entry) or record.settings_hash != settings_hash:
+        if (record is None or record.fingerprint != input_fingerprint(entry) or record.settings_hash != settings_hash
+                or not record.complete):
             todo.append(entry)
     return todo
 
@@ -132,12 +156,17 @@ def _write_json(output: Location, relative: str, payload: dict) -> None:
 
 
 def commit(output: Location, state: ManifestState, commit_id: str, staging: Location, embedded: list[FileEntry],
-           staged: dict[str, list[str]], rows: dict[str, int], settings_hash: str) -> ManifestState:
+           staged: dict[str, list[str]], rows: dict[str, int], settings_hash: str,
+           blocks: dict[str, list[str]] | None = None, parts: dict[str, list[str]] | None = None) -> ManifestState:
     """Make the staged outputs of one group visible and record them; returns the new manifest state.
 
     ``staged[url]`` lists the staging files (relative to the output URL) produced from input ``url``;
-    ``staging`` is the group's staging folder. Raises :class:`ManifestChanged` (after discarding the
-    group's intent and staging) when the manifest is no longer ``state``.
+    ``staging`` is the group's staging folder. ``blocks[url]`` names the read blocks of ``url`` this
+    group holds and ``parts[url]`` all of that input's blocks (both absent: the whole input): an input
+    whose blocks are not all committed yet is recorded with ``parts``/``done`` and continued by the
+    next run. The first commit of a new version of an input deletes the old version's files. Raises
+    :class:`ManifestChanged` (after discarding the group's intent and staging) when the manifest is
+    no longer ``state``.
     """
     moves, deletes, updated = [], [], dict(state.inputs)
     for entry in embedded:
@@ -147,10 +176,18 @@ def commit(output: Location, state: ManifestState, commit_id: str, staging: Loca
             dst = f"{key}/part-{commit_id}-{k:05d}.parquet"
             moves.append((src, dst))
             finals.append(dst)
-        if entry.url in state.inputs:
-            deletes.extend(state.inputs[entry.url].files)
-        updated[entry.url] = InputRecord(input_fingerprint(entry), settings_hash, tuple(finals),
-                                         rows.get(entry.url, 0), commit_id)
+        previous = state.inputs.get(entry.url)
+        in_group = list((blocks or {}).get(entry.url, ()))
+        all_parts = list((parts or {}).get(entry.url, in_group))
+        kept, kept_rows, done = (), 0, in_group
+        if previous is not None and previous.continues(entry, settings_hash):
+            kept, kept_rows, done = previous.files, previous.rows, [*previous.done, *in_group]
+        elif previous is not None:
+            deletes.extend(previous.files)
+        complete = set(all_parts) <= set(done)
+        updated[entry.url] = InputRecord(input_fingerprint(entry), settings_hash, (*kept, *finals),
+                                         kept_rows + rows.get(entry.url, 0), commit_id,
+                                         () if complete else tuple(all_parts), () if complete else tuple(done))
     intent_path = f"{COMMITS}/{commit_id}.json"
     intent = {"commit": commit_id, "moves": moves, "deletes": deletes, "staging": staging.path, "created": time.time()}
     _write_json(output, intent_path, intent)

@@ -4,8 +4,10 @@
     ds = read_sentences(plan, IngestConfig(max_tokens=100), vocab)     # a lazy ray.data.Dataset
 
 Input files are listed on the driver (so an empty prefix, a missing bucket or missing
-credentials fail at once, naming the URL); each file is then read by one Ray task, streamed in
-chunks, so parallelism is over files and provenance (``source``, ``line``) is exact.
+credentials fail at once, naming the URL), then cut into bounded read blocks
+(:mod:`pipelines.ingest.blocks`: line-aligned byte ranges, Parquet row groups, whole gzip files);
+each block is read by one Ray task that yields bounded tables, so parallelism is over data, not
+files, and provenance (``source``, ``line``) is exact.
 
 Sentence rows: ``source`` string, ``line`` int64, ``doc_id`` string|null, ``sentence_index``
 int32, ``text`` string, ``tokens`` list<string>, ``n_tokens`` int32, ``char_ids``
@@ -27,9 +29,16 @@ import pyarrow as pa
 from elmo_model.chars import MAX_CHARS
 from elmo_model.errors import ElmoError
 from elmo_model.vocab import Vocabulary
+from pipelines.ingest import blocks
 from pipelines.ingest import sentences as stages
 from pipelines.ingest import text_sources
 from pipelines.io.storage import FileEntry, StorageOptions, list_files, resolve
+
+DEFAULT_READ_CPUS = 0.25  # per read task: fits beside actors on any node that holds one
+# Memory a read task asks for (it holds one bounded table at a time). Also makes the read stage's
+# remote arguments differ from any actor stage's, so that Ray Data never fuses reads into an actor
+# pool (a fused stage bundles many read blocks into one task on one actor).
+READ_TASK_MEMORY = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -105,35 +114,116 @@ def check_sentences(counts: dict[str, int], why: str = "every line is empty or b
         raise ElmoError(f"{empty[0]}: no sentences ({why}){more}")
 
 
-def read_file_records(file: dict, filesystems: Sequence[Any], config: IngestConfig) -> Iterator[pa.Table]:
-    """Record tables of one input file (a row of the plan's file table)."""
-    fs, path, url = filesystems[file["filesystem"]], file["path"], file["url"]
-    if file["format"] == "parquet":
-        return text_sources.read_parquet_file(fs, path, url, config.text_field, config.id_field)
-    if file["format"] == "jsonl":
-        return text_sources.read_jsonl_file(fs, path, url, config.text_field, config.id_field, config.invalid_utf8)
-    return text_sources.read_text_file(fs, path, url, config.invalid_utf8)
+def read_block_records(block: dict, filesystems: Sequence[Any], config: IngestConfig) -> Iterator[pa.Table]:
+    """Record tables of one read block (a row of :func:`block_rows`; :mod:`pipelines.ingest.blocks`)."""
+    fs, path, url = filesystems[block["filesystem"]], block["path"], block["url"]
+    kind, span = blocks.parse_key(block["key"])
+    first = block["first_line"]
+    if block["format"] == "parquet":
+        return text_sources.read_parquet_file(fs, path, url, config.text_field, config.id_field,
+                                              row_groups=span if kind == "rows" else None, first_row=first)
+    byte_range = span if kind == "bytes" else None
+    if block["format"] == "jsonl":
+        return text_sources.read_jsonl_file(fs, path, url, config.text_field, config.id_field, config.invalid_utf8,
+                                            byte_range=byte_range, first_line=first)
+    return text_sources.read_text_file(fs, path, url, config.invalid_utf8, byte_range=byte_range, first_line=first)
 
 
-def _read_batch(files: pa.Table, filesystems: Sequence[Any], config: IngestConfig) -> Iterator[pa.Table]:
-    for file in files.to_pylist():
-        yield from read_file_records(file, filesystems, config)
+def _read_batch(rows: pa.Table, filesystems: Sequence[Any], config: IngestConfig) -> Iterator[pa.Table]:
+    for block in rows.to_pylist():
+        yield from read_block_records(block, filesystems, config)
 
 
 def _as_plan(inputs: InputPlan | str | Sequence[str], config: IngestConfig, options: StorageOptions | None) -> InputPlan:
     return inputs if isinstance(inputs, InputPlan) else plan_inputs(inputs, config, options)
 
 
-def read_records(inputs: InputPlan | str | Sequence[str], config: IngestConfig = IngestConfig(),
-                 options: StorageOptions | None = None) -> Any:
-    """A ``ray.data.Dataset`` of records (see :mod:`pipelines.ingest.text_sources`), one task per file."""
+def parquet_row_groups(filesystem: Any, path: str, url: str) -> list[int]:
+    """Rows per row group of a Parquet file (read from its footer)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with filesystem.open_input_file(path) as handle:
+            meta = pq.ParquetFile(handle).metadata
+            return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    except FileNotFoundError:
+        raise ElmoError(f"{url}: file not found") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise ElmoError(f"{url}: not a readable Parquet file ({exc})") from None
+
+
+def _count_range(item: tuple[int, str, int, int], filesystems: Sequence[Any]) -> int:
+    fs_index, path, start, end = item
+    with filesystems[fs_index].open_input_file(path) as handle:
+        return blocks.count_newlines(handle, start, end)
+
+
+def number_read_blocks(planned: list[blocks.ReadBlock], plan: InputPlan, plans: dict[str, Sequence[str]],
+                       read_cpus: float = DEFAULT_READ_CPUS) -> list[blocks.ReadBlock]:
+    """:func:`blocks.number_blocks` with the newline counts computed by Ray tasks (one per byte range)."""
+    import ray
+
+    from pipelines.ray_support import clean_errors
+
+    count = ray.remote(num_cpus=read_cpus)(_count_range)
+    row_cache: dict[str, list[int]] = {}
+
+    def counts(items: list[tuple[int, str, int, int]]) -> list[int]:
+        with clean_errors():
+            return ray.get([count.remote(item, plan.filesystems) for item in items])
+
+    def row_counts(block: blocks.ReadBlock) -> list[int]:
+        if block.url not in row_cache:
+            row_cache[block.url] = parquet_row_groups(plan.filesystems[block.filesystem], block.path, block.url)
+        return row_cache[block.url]
+
+    return blocks.number_blocks(planned, counts, plans, row_counts)
+
+
+def plan_read_blocks(plan: InputPlan, target_bytes: int,
+                     recorded: dict[str, Sequence[str]] | None = None) -> list[blocks.ReadBlock]:
+    """The read blocks of ``plan`` (not yet numbered) of about ``target_bytes`` each
+    (:func:`blocks.block_size`); ``recorded[url]`` keeps an earlier plan of a file."""
+    return blocks.plan_blocks(plan.files, target_bytes,
+                              lambda f: parquet_row_groups(plan.filesystems[f.filesystem], f.path, f.url), recorded)
+
+
+def block_rows(planned: Sequence[blocks.ReadBlock]) -> list[dict]:
+    return [{"url": b.url, "path": b.path, "format": b.format, "filesystem": b.filesystem, "key": b.key,
+             "first_line": b.first_line} for b in planned]
+
+
+def read_blocks(numbered: Sequence[blocks.ReadBlock], plan: InputPlan, config: IngestConfig = IngestConfig(),
+                read_cpus: float = DEFAULT_READ_CPUS) -> Any:
+    """A ``ray.data.Dataset`` of records: one Ray task per read block, each yielding bounded tables.
+
+    The reads ask ``read_cpus`` CPUs and :data:`READ_TASK_MEMORY`."""
     from pipelines.ray_support import items_dataset
 
-    plan = _as_plan(inputs, config, options)
-    rows = [{"url": f.url, "path": f.path, "format": f.format, "filesystem": f.filesystem} for f in plan.files]
-    files = items_dataset(rows)  # one block (and so one read task) per file
+    if not numbered:
+        raise ElmoError("no read blocks to read")
+    rows = items_dataset(block_rows(numbered))  # one Ray Data block (and so one read task) per read block
     read = functools.partial(_read_batch, filesystems=plan.filesystems, config=config)
-    return files.map_batches(read, batch_size=1, batch_format="pyarrow")
+    return rows.map_batches(read, batch_size=1, batch_format="pyarrow", num_cpus=read_cpus, memory=READ_TASK_MEMORY)
+
+
+def read_records(inputs: InputPlan | str | Sequence[str], config: IngestConfig = IngestConfig(),
+                 options: StorageOptions | None = None, parallelism: int | None = None,
+                 block_bytes: int = blocks.DEFAULT_BLOCK_BYTES, read_cpus: float = DEFAULT_READ_CPUS) -> Any:
+    """A ``ray.data.Dataset`` of records (see :mod:`pipelines.ingest.text_sources`), in input order:
+    the files are cut into read blocks of at most ``block_bytes`` (``parallelism``: blocks wanted in
+    all, by default 4 per CPU of the cluster), one Ray task per block."""
+    import ray
+
+    from pipelines.ray_support import ensure_ray
+
+    plan = _as_plan(inputs, config, options)
+    ensure_ray()
+    if parallelism is None:
+        parallelism = 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    planned = plan_read_blocks(plan, blocks.block_size(plan.total_bytes, parallelism, block_bytes))
+    plans = {url: [b.key for b in planned if b.url == url] for url in {b.url for b in planned}}
+    return read_blocks(number_read_blocks(planned, plan, plans, read_cpus), plan, config, read_cpus)
 
 
 class SentenceStage:
@@ -158,5 +248,10 @@ def read_sentences(inputs: InputPlan | str | Sequence[str], config: IngestConfig
                    char_ids: bool = True) -> Any:
     """A ``ray.data.Dataset`` of sentences with char ids (and token ids given ``vocab``)."""
     stage = SentenceStage(config, vocab, char_ids)  # checks the splitter and tokenizer names now
-    records = read_records(inputs, config, options)
-    return records.map_batches(stage, batch_size=None, batch_format="pyarrow", zero_copy_batch=True)
+    return sentences_of(read_records(inputs, config, options), stage)
+
+
+def sentences_of(records: Any, stage: SentenceStage, read_cpus: float = DEFAULT_READ_CPUS) -> Any:
+    """``records`` → sentences, fused into the read tasks (the same remote arguments as :func:`read_blocks`)."""
+    return records.map_batches(stage, batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
+                               num_cpus=read_cpus, memory=READ_TASK_MEMORY)

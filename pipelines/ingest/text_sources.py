@@ -23,6 +23,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from elmo_model.errors import ElmoError
+from pipelines.ingest import blocks as blocks_mod
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ RECORD_SCHEMA = pa.schema([
     ("source", pa.string()), ("line", pa.int64()), ("doc_id", pa.string()),
     ("text", pa.string()), ("bad_utf8", pa.bool_()),
 ])
-CHUNK_BYTES = 4 << 20  # bytes read per step; one output table per chunk
+CHUNK_BYTES = blocks_mod.CHUNK_BYTES  # bytes read per step; one output table per chunk
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz", ".json")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -90,16 +91,21 @@ def _decode_chunk(chunk: bytes, first_line: int, policy: Utf8Policy, url: str) -
     return texts, bad
 
 
-def _raw_chunks(stream: Any, url: str) -> Iterator[bytes]:
-    """Successive runs of complete lines (without the final newline) read from ``stream``."""
-    pending = b""
+def _stream_blocks(stream: Any, url: str) -> Iterator[bytes]:
     while True:
         try:
             block = stream.read(CHUNK_BYTES)
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise ElmoError(f"{url}: corrupt or truncated gzip data ({exc})") from None
         if not block:
-            break
+            return
+        yield block
+
+
+def _raw_chunks(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """Successive runs of complete lines (without the final newline) of the bytes in ``blocks``."""
+    pending = b""
+    for block in blocks:
         pending += block
         cut = pending.rfind(b"\n")
         if cut >= 0:
@@ -109,25 +115,33 @@ def _raw_chunks(stream: Any, url: str) -> Iterator[bytes]:
         yield pending
 
 
-def _open_lines(arrow_fs: Any, path: str, url: str) -> Iterator[bytes]:
+def _open_lines(arrow_fs: Any, path: str, url: str, byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
+    """Runs of complete lines of the file, or of its block ``bytes:S-E`` (:mod:`pipelines.ingest.blocks`)."""
     try:
-        stream = arrow_fs.open_input_stream(path, compression=None)
+        stream = (arrow_fs.open_input_stream(path, compression=None) if byte_range is None
+                  else arrow_fs.open_input_file(path))
     except FileNotFoundError:
         raise ElmoError(f"{url}: file not found") from None
     except OSError as exc:
         raise ElmoError(f"{url}: cannot open: {exc}") from None
     with stream:
-        source = gzip.GzipFile(fileobj=stream, mode="rb") if path.lower().endswith(".gz") else stream
+        if byte_range is not None:
+            blocks = blocks_mod.byte_range_chunks(stream, byte_range[0], byte_range[1], stream.size())
+        else:
+            source = gzip.GzipFile(fileobj=stream, mode="rb") if path.lower().endswith(".gz") else stream
+            blocks = _stream_blocks(source, url)
         try:
-            yield from _raw_chunks(source, url)
+            yield from _raw_chunks(blocks)
         except OSError as exc:
             raise ElmoError(f"{url}: cannot read: {exc}") from None
 
 
-def read_text_file(arrow_fs: Any, path: str, url: str, policy: Utf8Policy = "replace") -> Iterator[pa.Table]:
-    """Record tables of a text file (``.gz`` is decompressed): one record per line."""
-    line = n_bad = 0
-    for chunk in _open_lines(arrow_fs, path, url):
+def read_text_file(arrow_fs: Any, path: str, url: str, policy: Utf8Policy = "replace",
+                   byte_range: tuple[int, int] | None = None, first_line: int = 0) -> Iterator[pa.Table]:
+    """Record tables of a text file (``.gz`` is decompressed), or of its block ``byte_range`` whose
+    first line is ``first_line``: one record per line."""
+    line, n_bad = first_line, 0
+    for chunk in _open_lines(arrow_fs, path, url, byte_range):
         texts, bad = _decode_chunk(chunk, line, policy, url)
         n_bad += sum(bad)
         yield _table(url, line, texts, bad)
@@ -158,10 +172,12 @@ def _json_record(text: str, url: str, line: int, text_field: str, id_field: str 
 
 
 def read_jsonl_file(arrow_fs: Any, path: str, url: str, text_field: str = "text", id_field: str | None = "id",
-                    policy: Utf8Policy = "replace") -> Iterator[pa.Table]:
-    """Record tables of a JSONL file: one record per non-blank line, ``line`` = physical line."""
-    line = n_bad = 0
-    for chunk in _open_lines(arrow_fs, path, url):
+                    policy: Utf8Policy = "replace", byte_range: tuple[int, int] | None = None,
+                    first_line: int = 0) -> Iterator[pa.Table]:
+    """Record tables of a JSONL file (or of its block ``byte_range``): one record per non-blank line,
+    ``line`` = physical line."""
+    line, n_bad = first_line, 0
+    for chunk in _open_lines(arrow_fs, path, url, byte_range):
         texts, bad = _decode_chunk(chunk, line, policy, url)
         rows: tuple[list, list, list, list] = ([], [], [], [])
         for i, (raw_text, is_bad) in enumerate(zip(texts, bad)):
@@ -178,8 +194,10 @@ def read_jsonl_file(arrow_fs: Any, path: str, url: str, text_field: str = "text"
 
 
 def read_parquet_file(arrow_fs: Any, path: str, url: str, text_field: str = "text", id_field: str | None = "id",
-                      batch_rows: int = 65536) -> Iterator[pa.Table]:
-    """Record tables of a Parquet file: one record per row of column ``text_field``."""
+                      batch_rows: int = 65536, row_groups: tuple[int, int] | None = None,
+                      first_row: int = 0) -> Iterator[pa.Table]:
+    """Record tables of a Parquet file (or of its row groups ``[G0, G1)``, whose first row is
+    ``first_row``): one record per row of column ``text_field``."""
     import pyarrow.parquet as pq
 
     try:
@@ -192,9 +210,10 @@ def read_parquet_file(arrow_fs: Any, path: str, url: str, text_field: str = "tex
     if text_field not in names:
         raise ElmoError(f"{url}: no column {text_field!r} (columns: {', '.join(names)}; set --text-field)")
     columns = [text_field] + ([id_field] if id_field and id_field in names else [])
-    row = 0
+    row = first_row
+    groups = None if row_groups is None else list(range(*row_groups))
     try:
-        for batch in handle.iter_batches(batch_size=batch_rows, columns=columns):
+        for batch in handle.iter_batches(batch_size=batch_rows, columns=columns, row_groups=groups):
             texts = batch.column(text_field).cast(pa.string())
             doc_ids = batch.column(id_field).cast(pa.string()).to_pylist() if len(columns) > 1 else None
             yield _table(url, row, texts.to_pylist(), [False] * len(texts), doc_ids=doc_ids)

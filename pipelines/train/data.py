@@ -64,12 +64,12 @@ def prepare_windows(inputs: Any, ingest: Any, max_tokens: int, seed: int, shuffl
     ``shuffle``: ordered by the seeded provenance hash (training); otherwise in corpus order
     (validation). Either order is the same in every run.
     """
-    from pipelines.ingest.reader import read_sentences
+    from pipelines.ingest.reader import DEFAULT_READ_CPUS, READ_TASK_MEMORY, read_sentences
     from pipelines.ray_support import preserve_order, quiet_progress
 
     sentences = preserve_order(read_sentences(inputs, ingest, options=options, char_ids=False))
     windows = sentences.map_batches(WindowStage(max_tokens, seed), batch_size=None, batch_format="pyarrow",
-                                    zero_copy_batch=True)
+                                    zero_copy_batch=True, num_cpus=DEFAULT_READ_CPUS, memory=READ_TASK_MEMORY)
     if shuffle:
         windows = windows.sort(ORDER_COLUMNS)
     windows = windows.select_columns(WINDOW_COLUMNS).materialize()
