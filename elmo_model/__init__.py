@@ -1,16 +1,32 @@
-"""ELMo in pure PyTorch: weight-compatible with bilm-tf / AllenNLP. Never imports Ray."""
+"""ELMo in pure PyTorch: weight-compatible with bilm-tf / AllenNLP. Never imports Ray.
 
-from elmo_model.bilm import BiLm, BiLmOutput, BiLmState
-from elmo_model.chars import batch_char_ids
-from elmo_model.elmo import Elmo, batch_to_ids
-from elmo_model.embedder import SentenceEmbedder
-from elmo_model.errors import ElmoError
-from elmo_model.options import ElmoOptions
-from elmo_model.scalar_mix import ScalarMix
-from elmo_model.weights import load_bilm, read_options, save_options, save_weights
+The public names are imported on first use (PEP 562), so that ``elmo_model.errors`` and other
+light modules load without torch (``elmo --help`` stays fast).
+"""
 
-__all__ = [
-    "BiLm", "BiLmOutput", "BiLmState", "Elmo", "ElmoError", "ElmoOptions", "ScalarMix",
-    "SentenceEmbedder", "batch_char_ids", "batch_to_ids", "load_bilm", "read_options",
-    "save_options", "save_weights",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "BiLm": "elmo_model.bilm", "BiLmOutput": "elmo_model.bilm", "BiLmState": "elmo_model.bilm",
+    "batch_char_ids": "elmo_model.chars", "Elmo": "elmo_model.elmo", "batch_to_ids": "elmo_model.elmo",
+    "SentenceEmbedder": "elmo_model.embedder", "ElmoError": "elmo_model.errors",
+    "ElmoOptions": "elmo_model.options", "ScalarMix": "elmo_model.scalar_mix",
+    "load_bilm": "elmo_model.weights", "read_options": "elmo_model.weights",
+    "save_options": "elmo_model.weights", "save_weights": "elmo_model.weights",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'elmo_model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-PRECISIONS = ("fp32", "bf16", "int8")
+from elmo_model.precision_modes import PRECISIONS  # noqa: E402  (re-exported)
 # Stated error bounds against fp32 per layer: (max |diff|, min mean cosine similarity), checked by
 # the tests on the fixture and small shapes and measured by benchmarks/precision_bench.py on real
 # text. int8 quantizes each GEMM's activations with one scale per call, so its vectors also vary

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from elmo_model.precision import PRECISIONS
+from elmo_model.precision_modes import PRECISIONS
 from pipelines.commands.arg_types import positive_int
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from elmo_model.precision import PRECISIONS
+from elmo_model.precision_modes import PRECISIONS
 from pipelines.commands.arg_types import non_negative_float, positive_float, positive_int
 from pipelines.commands.ingest_flags import add_ingest_arguments, ingest_flags
 from pipelines.config import add_config_arguments
