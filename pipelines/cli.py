@@ -42,8 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ElmoError as exc:
         print(f"elmo {args.command}: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
-    except KeyboardInterrupt:
-        print(f"elmo {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C; a command may say how to go on (e.g. elmo train)
+        detail = str(exc)
+        print(f"elmo {args.command}: interrupted{f'; {detail}' if detail else ''}", file=sys.stderr)
         return 130
 
 

@@ -6,9 +6,11 @@
     → the final checkpoint's export is published to <output>: metrics, vocab.txt, weights.hdf5,
       options.json last (each file staged, then moved into place)
 
-A rerun with the same ``name`` and ``storage`` continues the run from its latest checkpoint
-(Ray Train's behaviour for a known run name); a checkpoint made with other model, vocabulary or
-data settings stops the job with an error instead.
+A rerun with the same ``name`` and ``storage`` continues the run from its newest complete
+checkpoint (:mod:`pipelines.train.resume`: the driver names it, the workers restore it, whatever
+Ray Train's own record of the run says); a checkpoint made with other model, vocabulary or data
+settings stops the job with an error instead. Ctrl-C stops the workers and the command with one
+line naming the step a rerun continues from (exit status 130).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pipelines.ingest.reader import IngestConfig, InputPlan, plan_inputs
 from pipelines.io.model_store import load_model, read_vocab
 from pipelines.io.storage import Location, StorageOptions, check_output, exists, resolve, write_bytes
 from elmo_model.train_log import CSV_FILE, JSON_FILE, PLOT_FILE
-from pipelines.train.resume import EXPORT_DIR, check_resume_key
+from pipelines.train.resume import EXPORT_DIR, check_resume_key, newest_complete_checkpoint
 
 log = logging.getLogger(__name__)
 PUBLISH_ORDER = [CSV_FILE, JSON_FILE, PLOT_FILE, VOCAB_FILE, WEIGHTS_FILE, OPTIONS_FILE]  # options.json last
@@ -123,20 +125,30 @@ def load_init_model(config: TrainJobConfig, vocab: Vocabulary, options: StorageO
     return model.language_model(vocab, config.training.dropout)
 
 
+def checkpoint_store(store: Location, name: str) -> dict[str, Any]:
+    """Where the run's checkpoints are, for :func:`~pipelines.train.resume.newest_complete_checkpoint`
+    here and on the workers: the pyarrow filesystem Ray Train writes them with and the run's path."""
+    return {"fs": store.arrow_fs, "path": store.join(name).path}
+
+
 def latest_checkpoint_meta(store: Location, name: str) -> dict[str, Any] | None:
-    """``meta.json`` of the run's newest checkpoint (by step), or ``None`` for a new run."""
-    run = store.join(name)
-    try:
-        entries = store.fs.ls(run.path, detail=False) if store.fs.exists(run.path) else []
-    except OSError:
-        return None
-    steps = sorted(p for p in entries if re.search(r"/checkpoint_\d+$", p.rstrip("/")))
-    for path in reversed(steps):
-        try:
-            return json.loads(store.fs.cat_file(path.rstrip("/") + "/meta.json"))
-        except (OSError, ValueError):
-            continue  # an incomplete upload: Ray resumes from an older one
-    return None
+    """``meta.json`` of the run's newest complete checkpoint — the one its workers continue from — or
+    ``None`` for a new run."""
+    found = newest_complete_checkpoint(**checkpoint_store(store, name))
+    return None if found is None else found[1]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run; the message says where the same command continues (``elmo`` exits 130)."""
+
+
+def interrupted(store: Location, name: str) -> TrainingInterrupted:
+    """What to say after Ctrl-C: the step a rerun continues from, found as the rerun will find it."""
+    meta = latest_checkpoint_meta(store, name)
+    if meta is None:
+        return TrainingInterrupted("no checkpoint was complete; rerun the same command to start the run again")
+    return TrainingInterrupted(f"rerun the same command to continue from step {int(meta['step'])} "
+                               "(the newest complete checkpoint)")
 
 
 def check_existing_run(config: TrainJobConfig, store: Location, key: dict[str, Any]) -> int | None:
@@ -180,11 +192,12 @@ def prepare_datasets(config: TrainJobConfig, plan: InputPlan, valid_plan: InputP
 
 
 def worker_spec(config: TrainJobConfig, vocab: Vocabulary, n_windows: int, key: dict[str, Any],
-                init_ref: Any, has_valid: bool) -> dict[str, Any]:
+                init_ref: Any, has_valid: bool, store: Location) -> dict[str, Any]:
     """The plain dict every worker receives."""
     return {"run_name": config.name, "training": config.training.to_dict(), "vocab": vocab.tokens,
             "n_windows": n_windows, "has_valid": has_valid, "resume_key": key, "init_model": init_ref,
-            "faults": fault_injection.planned(), "threads": max(1, int(config.cpus_per_worker))}
+            "faults": fault_injection.planned(), "threads": max(1, int(config.cpus_per_worker)),
+            "checkpoints": checkpoint_store(store, config.name)}
 
 
 def run_training(config: TrainJobConfig, options: StorageOptions | None = None) -> TrainResult:
@@ -203,7 +216,10 @@ def run_training(config: TrainJobConfig, options: StorageOptions | None = None) 
     if previous is not None:
         log.info("run %r has a checkpoint at step %d in %s: continuing it", config.name, previous, store.url)
     write_config(config, out.join("config.toml").url, options)
-    return _train_on_ray(config, vocab, plan, valid_plan, init_model, key, out, store, options)
+    try:
+        return _train_on_ray(config, vocab, plan, valid_plan, init_model, key, out, store, options)
+    except KeyboardInterrupt:  # Ctrl-C: the workers were stopped (ray_train.fit)
+        raise interrupted(store, config.name) from None
 
 
 def _train_on_ray(config: TrainJobConfig, vocab: Vocabulary, plan: InputPlan, valid_plan: InputPlan | None,
@@ -217,14 +233,14 @@ def _train_on_ray(config: TrainJobConfig, vocab: Vocabulary, plan: InputPlan, va
     with clean_errors():
         datasets, n_windows = prepare_datasets(config, plan, valid_plan, options)
         init_ref = None if init_model is None else ray_train.put_object(init_model)
-        spec = worker_spec(config, vocab, n_windows, key, init_ref, "valid" in datasets)
+        spec = worker_spec(config, vocab, n_windows, key, init_ref, "valid" in datasets, store)
         trainer = ray_train.make_trainer(
             train_loop_per_worker, spec, datasets, name=config.name, storage=store,
             num_workers=config.num_workers, use_gpu=config.use_gpu, cpus_per_worker=config.cpus_per_worker,
             extra_resources=dict(config.worker_resources), max_failures=config.max_failures,
             keep_checkpoints=config.keep_checkpoints)
         result = ray_train.fit(trainer)
-    with ray_train.result_checkpoint(result) as directory:
+    with ray_train.result_checkpoint(result, checkpoint_store(store, config.name)) as directory:
         if directory is None or not (directory / EXPORT_DIR / OPTIONS_FILE).exists():
             raise ElmoError(f"run {config.name!r} finished without a final checkpoint in {store.url}")
         publish_outputs(directory / EXPORT_DIR, out, options)

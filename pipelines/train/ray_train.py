@@ -7,7 +7,11 @@ matter (``../shared/RAY_NOTES.md``, beside the checkout):
 
 - ``RunConfig(storage_path=...)`` takes the path *without* its scheme when a pyarrow filesystem is
   given (``bucket/prefix`` for ``s3://bucket/prefix``).
-- A run whose name already has checkpoints in that storage resumes from the latest one.
+- A run whose name already has checkpoints in that storage resumes from the latest one Ray has a
+  record of (``checkpoint_manager_snapshot.json``); :func:`restored_checkpoint` makes that the newest
+  complete one in storage, the one the driver names (:mod:`pipelines.train.resume`).
+- Ctrl-C during :func:`fit`: the run is aborted and ``KeyboardInterrupt`` raised (not Ray Train's
+  handler, which exits with status 1 and no message).
 - Datasets listed in none of ``DataConfig(datasets_to_split=...)`` reach every worker whole; with
   ``preserve_order`` every worker iterates them in the same order.
 """
@@ -17,11 +21,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pipelines.io.storage import Location
+from pipelines.train.resume import newest_complete_checkpoint
 
 
 def make_trainer(train_fn: Callable[[dict], None], loop_config: dict, datasets: dict[str, Any], *, name: str,
@@ -52,18 +59,58 @@ def put_object(value: Any) -> Any:
 
 
 def fit(trainer: Any) -> Any:
-    """``trainer.fit()``; returns the Result (failures raise ``ray.train.TrainingFailedError``)."""
-    return trainer.fit()
+    """``trainer.fit()``; returns the Result (failures raise ``ray.train.TrainingFailedError``).
+
+    Ctrl-C (SIGINT) aborts the run — the workers are stopped — and raises ``KeyboardInterrupt``;
+    a second Ctrl-C stops waiting for the abort. Ray Train's own handler (registered by
+    ``DataParallelTrainer._register_sigint_handler``, Ray 2.60) aborts the run too, but then leaves
+    the process with status 1 and no message, and stays installed after ``fit`` returns.
+    """
+    import ray
+
+    def register(controller: Any) -> None:
+        def interrupt(signum: int, frame: Any) -> None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: stop waiting
+            with contextlib.suppress(Exception):
+                ray.get(controller.abort.remote(), timeout=60)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, interrupt)
+
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()  # Ray Train registers no handler either
+    previous = signal.getsignal(signal.SIGINT)
+    trainer._register_sigint_handler = register
+    try:
+        return trainer.fit()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
-def result_checkpoint(result: Any) -> Iterator[Path | None]:
-    """The final checkpoint of a finished run as a local directory (``None`` if it has none)."""
-    if result.checkpoint is None:
+def checkpoint_directory(fs: Any, path: str) -> Iterator[Path]:
+    """The checkpoint at ``path`` on the pyarrow filesystem ``fs`` as a local directory."""
+    import ray.train
+
+    with ray.train.Checkpoint(path, filesystem=fs).as_directory() as directory:
+        yield Path(directory)
+
+
+@contextlib.contextmanager
+def result_checkpoint(result: Any, store: dict[str, Any] | None = None) -> Iterator[Path | None]:
+    """The final checkpoint of a finished run as a local directory (``None`` if it has none): Ray's,
+    else the newest complete one in ``store`` (``{"fs", "path"}``) if it is final — a finished run
+    whose checkpoint Ray Train has no record of reports none again."""
+    if result.checkpoint is not None:
+        with result.checkpoint.as_directory() as directory:
+            yield Path(directory)
+        return
+    found = None if store is None else newest_complete_checkpoint(store["fs"], store["path"])
+    if found is None or not found[1].get("final"):
         yield None
         return
-    with result.checkpoint.as_directory() as directory:
-        yield Path(directory)
+    with checkpoint_directory(store["fs"], found[0]) as directory:
+        yield directory
 
 
 # ---- worker side -------------------------------------------------------------------------
@@ -107,16 +154,28 @@ def dataset(name: str) -> Any:
 
 
 @contextlib.contextmanager
-def restored_checkpoint() -> Iterator[Path | None]:
-    """The checkpoint to resume from (after a failure or on a rerun of the same name), or ``None``."""
+def restored_checkpoint(store: dict[str, Any] | None = None) -> Iterator[Path | None]:
+    """The checkpoint to resume from (after a failure or on a rerun of the same name), or ``None``:
+    the newest complete one in ``store`` (``{"fs", "path"}``: the run's directory), or Ray Train's
+    if that one is newer. Ray hands over the latest checkpoint it has a record of, which after an
+    interrupted run can be an older one, or none (its snapshot unwritten: it would start again)."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
+    found = None if store is None else newest_complete_checkpoint(store["fs"], store["path"])
+    if found is not None and (checkpoint is None or _step(found[0]) > _step(checkpoint.path)):
+        checkpoint = ray.train.Checkpoint(found[0], filesystem=store["fs"])
     if checkpoint is None:
         yield None
         return
     with checkpoint.as_directory() as directory:
         yield Path(directory)
+
+
+def _step(path: str) -> int:
+    """The step in a checkpoint directory's name (``…/checkpoint_000000010`` → 10; -1 for another name)."""
+    digits = path.rstrip("/").rsplit("_", 1)[-1]
+    return int(digits) if digits.isdigit() else -1
 
 
 def report(metrics: dict[str, Any], checkpoint_dir: str | os.PathLike | None = None,

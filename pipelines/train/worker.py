@@ -6,8 +6,11 @@ Each worker receives one plain dict (:func:`train_loop_per_worker`'s ``spec``, b
 - the collective of the process group Ray Train started (DDP, gloo or nccl), and the model
   wrapped in DDP (and bf16 autocast on GPU);
 - the data: the whole prepared dataset, read in order as Arrow pools (:mod:`pipelines.train.data`);
-- a host whose checkpoints are directories (``checkpoint.pt``, ``meta.json`` and, at the end,
-  the export) handed to ``ray.train.report``, and whose rows go to ``ray.train.report`` too.
+- a host whose checkpoints are directories (``checkpoint.pt``, at the end the export, and last
+  ``meta.json`` listing the other files' sizes) handed to ``ray.train.report``, and whose rows go to
+  ``ray.train.report`` too;
+- the checkpoint to continue from: the run's newest complete one in storage
+  (:func:`pipelines.train.resume.newest_complete_checkpoint`, the driver's choice too).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from elmo_model.vocab import Vocabulary
 from pipelines import fault_injection
 from pipelines.train import ray_train
 from pipelines.train.data import arrow_pools, table_windows
-from pipelines.train.resume import CHECKPOINT_FILE, EXPORT_DIR, META_FILE, check_resume_key
+from pipelines.train.resume import CHECKPOINT_FILE, EXPORT_DIR, META_FILE, check_resume_key, checkpoint_files
 
 log = logging.getLogger(__name__)  # Ray Train sends worker logs (root logger, INFO) to the driver's console
 
@@ -75,11 +78,13 @@ class RayHost:
         extra.update(resume_key=self.spec["resume_key"], n_windows=self.spec["n_windows"])
         save_checkpoint(directory / CHECKPOINT_FILE, payload, self.trainer.config.to_dict(), self.vocab.tokens,
                         extra=extra)
-        meta = {"step": payload["step"], "position": extra["position"], "world_size": self.world, "final": final,
-                "resume_key": self.spec["resume_key"]}
-        (directory / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
         if final:
             self._write_export(directory / EXPORT_DIR, metrics)
+        # Last, with every other file's size: a checkpoint whose files are not all there is not complete
+        # (resume.newest_complete_checkpoint), e.g. one being uploaded when the run was stopped.
+        meta = {"step": payload["step"], "position": extra["position"], "world_size": self.world, "final": final,
+                "resume_key": self.spec["resume_key"], "files": checkpoint_files(directory)}
+        (directory / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
 
     def _write_export(self, directory: Path, metrics: MetricsLog) -> None:
         """options.json + weights.hdf5 + vocab.txt, and the metrics log (CSV, JSON, PNG)."""
@@ -147,9 +152,10 @@ def restore(loop: TrainingLoop, spec: dict, directory: Path | None) -> None:
 
 
 def train_loop_per_worker(spec: dict) -> None:
-    """Ray Train's entry point on every worker."""
+    """Ray Train's entry point on every worker: continue from the run's newest complete checkpoint in
+    storage (the one the driver named), not only from what Ray Train hands over."""
     ray_train.quiet_report_logs()
     loop = make_loop(spec)
-    with ray_train.restored_checkpoint() as directory:
+    with ray_train.restored_checkpoint(spec.get("checkpoints")) as directory:
         restore(loop, spec, directory)
     loop.run()
