@@ -26,15 +26,20 @@ def local_path(path: LocalPath, what: str = "file") -> Path:
     return Path(text.removeprefix("file://"))
 
 
-def read_bytes(path: LocalPath, what: str = "file") -> bytes:
-    """All bytes of the local file ``path``; a missing or unreadable file raises :class:`ElmoError`."""
+def read_bytes(path: LocalPath, what: str = "file", max_bytes: int | None = None) -> bytes:
+    """All bytes of the local file ``path``; a missing or unreadable file, or one over ``max_bytes``,
+    raises :class:`ElmoError` (without reading more than ``max_bytes + 1`` bytes)."""
     file = local_path(path, what)
     try:
-        return file.read_bytes()
+        with open(file, "rb") as handle:
+            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
     except FileNotFoundError:
         raise ElmoError(f"{what} not found: {file}") from None
     except OSError as exc:
         raise ElmoError(f"cannot read {what} {file}: {exc.strerror or exc}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ElmoError(f"{file}: larger than {max_bytes:,} bytes; not an {what}")
+    return data
 
 
 def write_atomically(target: LocalPath, write: Callable[[Path], object]) -> None:

@@ -111,6 +111,8 @@ class TrainConfig:
             return ElmoOptions(**shape)
         except TypeError as exc:
             raise ElmoError(f"model_overrides: {exc}") from None
+        except ElmoError as exc:  # names the option as options.json does (lstm.dim for lstm_dim)
+            raise ElmoError(f"model {self.model!r} with model_overrides {self.model_overrides}: {exc}") from None
 
     def uses_sampled_softmax(self, n_vocab: int) -> bool:
         if self.softmax == "auto":

@@ -34,22 +34,32 @@ import torch
 from elmo_model.bilm import BiLm
 from elmo_model.errors import ElmoError
 from elmo_model.local_files import LocalPath, local_path, read_bytes, write_atomically
-from elmo_model.options import ElmoOptions
+from elmo_model.options import MAX_MODEL_BYTES_ENV, ElmoOptions, format_bytes, max_model_bytes
 
 SOFTMAX_GROUP = "softmax"
+MAX_OPTIONS_BYTES = 1 << 20  # an options.json is a few hundred bytes
 
 
 WeightSource = LocalPath | BinaryIO  # a local path or an open, seekable binary file
 
 
 def read_options(path: LocalPath | bytes, source: str | None = None) -> ElmoOptions:
-    """Parse an ``options.json`` (a local path, or its bytes; ``source`` names it in errors)."""
-    raw = path if isinstance(path, bytes) else read_bytes(path, "options file")
+    """Parse an ``options.json`` (a local path, or its bytes; ``source`` names it in errors).
+
+    Every value is checked, and the model's memory estimated, before anything is built
+    (:class:`~elmo_model.options.ElmoOptions`): a bad or impossible file fails at once with one
+    line naming the file and the option.
+    """
     name = source or ("options.json" if isinstance(path, bytes) else str(path))
+    raw = path if isinstance(path, bytes) else read_bytes(path, "options file", MAX_OPTIONS_BYTES)
+    if len(raw) > MAX_OPTIONS_BYTES:
+        raise ElmoError(f"{name}: larger than {MAX_OPTIONS_BYTES:,} bytes; not an options file")
     try:
         parsed = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ElmoError(f"{name}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit integer, nesting 100,000 deep
+        raise ElmoError(f"{name}: not valid JSON ({type(exc).__name__}: {str(exc)[:100]})") from None
     if not isinstance(parsed, dict):
         raise ElmoError(f"{name}: options must be a JSON object")
     return ElmoOptions.from_dict(parsed, source=name)
@@ -62,6 +72,10 @@ class _Entry:
     name: str
     to_file: Callable[[], np.ndarray]  # model → file layout
     from_file: Callable[[np.ndarray], None]  # file layout → model (shape already checked)
+    shape: tuple[int, ...] | None = None  # the file's shape (None: that of to_file(), a view)
+
+    def file_shape(self) -> tuple[int, ...]:
+        return self.shape if self.shape is not None else tuple(self.to_file().shape)
 
 
 def _param(name: str, tensor: torch.Tensor, to_file, from_file) -> _Entry:
@@ -91,7 +105,8 @@ def _lstm_kernel(name: str, lstm) -> _Entry:
         lstm.input_weight.copy_(torch.from_numpy(np.ascontiguousarray(data[:n_input].T)))
         lstm.recurrent_weight.copy_(torch.from_numpy(np.ascontiguousarray(data[n_input:].T)))
 
-    return _Entry(name, to_file, from_file)
+    shape = (n_input + lstm.recurrent_weight.shape[1], lstm.input_weight.shape[0])
+    return _Entry(name, to_file, from_file, shape)
 
 
 def _entries(model: BiLm) -> Iterator[_Entry]:
@@ -132,31 +147,59 @@ def load_weights(model: BiLm, weight_file: WeightSource, source: str | None = No
                  ) -> tuple[np.ndarray, np.ndarray] | None:
     """Copy a bilm-tf hdf5 file into ``model``; returns the softmax ``(W, b)`` if the file has one.
 
-    Every dataset's shape is checked against the model built from the options; a mismatch names
-    the dataset (and ``source``, else the path), the expected and the actual shape.
+    Every dataset's shape and type are checked against the model built from the options before
+    it is read (a file may declare any shape): a mismatch names the dataset (and ``source``,
+    else the path), the expected and the actual shape. The softmax, whose rows the options need
+    not give, must fit with the model under :func:`~elmo_model.options.max_model_bytes`.
     """
     name = source or (str(weight_file) if isinstance(weight_file, (str, os.PathLike)) else "weights.hdf5")
     with _open_hdf5(weight_file, name) as fin, torch.no_grad():
         for entry in _entries(model):
-            data = _dataset(fin, entry.name, name)
-            _check_shape(entry.name, data.shape, entry.to_file().shape, name)
-            entry.from_file(data)
+            entry.from_file(_dataset(fin, entry.name, name, entry.file_shape()))
         if SOFTMAX_GROUP not in fin:
             return None
-        weight = _dataset(fin, f"{SOFTMAX_GROUP}/W", name)
-        bias = _dataset(fin, f"{SOFTMAX_GROUP}/b", name)
-        expected = (weight.shape[0], model.options.projection_dim)
-        _check_shape(f"{SOFTMAX_GROUP}/W", weight.shape, expected, name)
-        _check_shape(f"{SOFTMAX_GROUP}/b", bias.shape, expected[:1], name)
-        return weight, bias
+        return _softmax(fin, model.options, name)
 
 
-def _dataset(fin: h5py.File, name: str, source: str) -> np.ndarray:
-    if name not in fin or not isinstance(fin[name], h5py.Dataset):
+def _softmax(fin: h5py.File, options: ElmoOptions, source: str) -> tuple[np.ndarray, np.ndarray]:
+    weight_name, bias_name = f"{SOFTMAX_GROUP}/W", f"{SOFTMAX_GROUP}/b"
+    shape = _declared(fin, weight_name, source).shape
+    proj = options.projection_dim
+    if len(shape) != 2 or shape[1] != proj:
+        _check_shape(weight_name, shape, ("n_vocab", proj), source)
+    n_vocab = int(shape[0])
+    declared = options.extra.get("n_tokens_vocab")
+    if declared is not None and declared != n_vocab:
+        raise ElmoError(f"{source}: dataset {weight_name!r} has {n_vocab} rows but the options say "
+                        f"n_tokens_vocab = {declared}")
+    needed, limit = 4 * n_vocab * (proj + 1) + options.parameter_bytes, max_model_bytes()
+    if needed > limit:
+        raise ElmoError(f"{source}: dataset {weight_name!r} has shape {tuple(shape)}: with the model it would "
+                        f"take {format_bytes(needed)}, over the limit of {format_bytes(limit)} "
+                        f"(set {MAX_MODEL_BYTES_ENV}=BYTES to raise it)")
+    return _dataset(fin, weight_name, source, (n_vocab, proj)), _dataset(fin, bias_name, source, (n_vocab,))
+
+
+def _declared(fin: h5py.File, name: str, source: str) -> h5py.Dataset:
+    try:
+        dataset = fin[name] if name in fin else None
+    except (KeyError, TypeError, ValueError):  # a path through a dataset, a broken link
+        dataset = None
+    if not isinstance(dataset, h5py.Dataset):
         raise ElmoError(f"{source}: dataset {name!r} is missing (options and weights do not match?)")
-    data = fin[name][...]
-    if not np.issubdtype(data.dtype, np.floating):
-        raise ElmoError(f"{source}: dataset {name!r} holds {data.dtype}, expected floats")
+    return dataset
+
+
+def _dataset(fin: h5py.File, name: str, source: str, expected: tuple[int, ...]) -> np.ndarray:
+    """The dataset ``name``, read only once its declared type and shape are the expected ones."""
+    dataset = _declared(fin, name, source)
+    if not np.issubdtype(dataset.dtype, np.floating):
+        raise ElmoError(f"{source}: dataset {name!r} holds {dataset.dtype}, expected floats")
+    _check_shape(name, dataset.shape, expected, source)
+    try:
+        data = dataset[...]
+    except (OSError, ValueError) as exc:
+        raise ElmoError(f"{source}: dataset {name!r} cannot be read (corrupt or truncated file?): {exc}") from None
     if not np.isfinite(data).all():
         raise ElmoError(f"{source}: dataset {name!r} holds NaN or infinite values")
     return data.astype(np.float32, copy=False)
