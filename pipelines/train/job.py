@@ -8,9 +8,11 @@
 
 A rerun with the same ``name`` and ``storage`` continues the run from its newest complete
 checkpoint (:mod:`pipelines.train.resume`: the driver names it, the workers restore it, whatever
-Ray Train's own record of the run says); a checkpoint made with other model, vocabulary or data
-settings stops the job with an error instead. Ctrl-C stops the workers and the command with one
-line naming the step a rerun continues from (exit status 130).
+Ray Train's own record of the run says); newer ones that are cut short or whose content changed
+are passed over, named in the same line with the reason, and a checkpoint folder deleted by hand is
+dropped from Ray Train's record of the run first (one line). A checkpoint made with other model,
+vocabulary or data settings stops the job with an error instead. Ctrl-C stops the workers and the
+command with one line naming the step a rerun continues from (exit status 130).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pipelines.ingest.reader import IngestConfig, InputPlan, plan_inputs
 from pipelines.io.model_store import load_model, read_vocab
 from pipelines.io.storage import Location, StorageOptions, check_output, exists, resolve, write_bytes
 from elmo_model.train_log import CSV_FILE, JSON_FILE, PLOT_FILE
-from pipelines.train.resume import EXPORT_DIR, check_resume_key, newest_complete_checkpoint
+from pipelines.train.resume import EXPORT_DIR, check_resume_key, describe_skipped, newest_complete_checkpoint
 
 log = logging.getLogger(__name__)
 PUBLISH_ORDER = [CSV_FILE, JSON_FILE, PLOT_FILE, VOCAB_FILE, WEIGHTS_FILE, OPTIONS_FILE]  # options.json last
@@ -127,14 +129,23 @@ def load_init_model(config: TrainJobConfig, vocab: Vocabulary, options: StorageO
 
 def checkpoint_store(store: Location, name: str) -> dict[str, Any]:
     """Where the run's checkpoints are, for :func:`~pipelines.train.resume.newest_complete_checkpoint`
-    here and on the workers: the pyarrow filesystem Ray Train writes them with and the run's path."""
-    return {"fs": store.arrow_fs, "path": store.join(name).path}
+    here and on the workers: the pyarrow filesystem Ray Train writes them with, the run's path, and
+    its URL (for messages)."""
+    return {"fs": store.arrow_fs, "path": store.join(name).path, "url": store.join(name).url}
+
+
+def resume_point(store: Location, name: str) -> tuple[tuple[str, dict[str, Any]] | None, list[tuple[str, str]]]:
+    """The run's newest complete checkpoint, its content checked (path, ``meta.json``) — the one its
+    workers continue from — or ``None``; and the newer ones passed over, with why (path, reason)."""
+    where, skipped = checkpoint_store(store, name), []
+    found = newest_complete_checkpoint(where["fs"], where["path"], skipped, verify=True)
+    return found, skipped
 
 
 def latest_checkpoint_meta(store: Location, name: str) -> dict[str, Any] | None:
     """``meta.json`` of the run's newest complete checkpoint — the one its workers continue from — or
     ``None`` for a new run."""
-    found = newest_complete_checkpoint(**checkpoint_store(store, name))
+    found, _ = resume_point(store, name)
     return None if found is None else found[1]
 
 
@@ -152,12 +163,30 @@ def interrupted(store: Location, name: str) -> TrainingInterrupted:
 
 
 def check_existing_run(config: TrainJobConfig, store: Location, key: dict[str, Any]) -> int | None:
-    """The step an earlier run of this name reached (it will be continued), after checking it fits."""
-    meta = latest_checkpoint_meta(store, config.name)
-    if meta is None:
-        return None
-    check_resume_key(meta.get("resume_key", {}), key, f"run {config.name!r} in {store.url}")
-    return int(meta["step"])
+    """The step an earlier run of this name reached (it will be continued), after checking it fits;
+    says so in one line, naming the newer checkpoints passed over and why (they are not usable).
+    Ray Train's own record of the run is then made to agree (:func:`~pipelines.train.ray_train.repair_run_record`)."""
+    from pipelines.train import ray_train
+
+    found, skipped = resume_point(store, config.name)
+    run_url = store.join(config.name).url
+    passed_over = f" (skipped {describe_skipped(skipped)})" if skipped else ""
+    if found is not None:
+        check_resume_key(found[1].get("resume_key", {}), key, f"run {config.name!r} in {store.url}")
+        (log.warning if skipped else log.info)("run %r has a checkpoint at step %d in %s: continuing it%s",
+                                               config.name, int(found[1]["step"]), store.url, passed_over)
+    elif skipped:
+        log.warning("run %r in %s has no usable checkpoint%s: starting it from step 0", config.name, store.url,
+                    passed_over)
+    where = checkpoint_store(store, config.name)
+    unusable = {path.rstrip("/").rsplit("/", 1)[-1] for path, _ in skipped}
+    dropped = ray_train.repair_run_record(where["fs"], where["path"], unusable)
+    if dropped:
+        log.warning("Ray Train's record of run %r (%s/%s) named %s, which %s no longer there: removed %s from "
+                    "it (the run continues from the newest complete checkpoint in storage)", config.name, run_url,
+                    ray_train.RUN_RECORD, ", ".join(dropped), "is" if len(dropped) == 1 else "are",
+                    "it" if len(dropped) == 1 else "them")
+    return None if found is None else int(found[1]["step"])
 
 
 def publish_outputs(export_dir: Path, out: Location, options: StorageOptions | None) -> list[str]:
@@ -212,9 +241,7 @@ def run_training(config: TrainJobConfig, options: StorageOptions | None = None) 
     log.info("vocabulary: %d entries from %s", len(vocab), vocab_url)
     init_model = load_init_model(config, vocab, options) if config.init_from else None
     key = resume_key(config, vocab)
-    previous = check_existing_run(config, store, key)
-    if previous is not None:
-        log.info("run %r has a checkpoint at step %d in %s: continuing it", config.name, previous, store.url)
+    check_existing_run(config, store, key)
     write_config(config, out.join("config.toml").url, options)
     try:
         return _train_on_ray(config, vocab, plan, valid_plan, init_model, key, out, store, options)

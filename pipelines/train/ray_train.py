@@ -9,7 +9,10 @@ matter (``../shared/RAY_NOTES.md``, beside the checkout):
   given (``bucket/prefix`` for ``s3://bucket/prefix``).
 - A run whose name already has checkpoints in that storage resumes from the latest one Ray has a
   record of (``checkpoint_manager_snapshot.json``); :func:`restored_checkpoint` makes that the newest
-  complete one in storage, the one the driver names (:mod:`pipelines.train.resume`).
+  complete one in storage, the one the driver names (:mod:`pipelines.train.resume`). A record that
+  names a checkpoint folder which is gone makes ``fit`` fail with a 59-line
+  ``CheckpointManagerInitializationError`` advising to delete the whole run: the driver calls
+  :func:`repair_run_record` first.
 - Ctrl-C during :func:`fit`: the run is aborted and ``KeyboardInterrupt`` raised (not Ray Train's
   handler, which exits with status 1 and no message).
 - Datasets listed in none of ``DataConfig(datasets_to_split=...)`` reach every worker whole; with
@@ -19,6 +22,7 @@ matter (``../shared/RAY_NOTES.md``, beside the checkout):
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -28,7 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.io.storage import Location
-from pipelines.train.resume import newest_complete_checkpoint
+from pipelines.train.resume import complete_checkpoints, content_problem, newest_complete_checkpoint
+
+log = logging.getLogger(__name__)
+RUN_RECORD = "checkpoint_manager_snapshot.json"  # Ray Train's record of a run's checkpoints, in its folder
 
 
 def make_trainer(train_fn: Callable[[dict], None], loop_config: dict, datasets: dict[str, Any], *, name: str,
@@ -87,6 +94,64 @@ def fit(trainer: Any) -> Any:
         signal.signal(signal.SIGINT, previous)
 
 
+def repair_run_record(fs: Any, run_path: str, unusable: set[str] = frozenset()) -> list[str]:
+    """Make Ray Train's record of the run (``<run>/checkpoint_manager_snapshot.json``) name only
+    checkpoint folders that exist and are not in ``unusable`` (folder names the driver passed over):
+    Ray 2.60 refuses to start a run whose record names a folder that is gone, and would hand the
+    workers, and later delete under ``num_to_keep``, ones the run will write again. Returns the
+    names dropped because their folder is gone. A record this cannot read is removed (Ray then
+    starts with no record; the workers restore from storage all the same)."""
+    import pyarrow.fs
+
+    path = f"{run_path.rstrip('/')}/{RUN_RECORD}"
+    try:
+        if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+            return []
+        with fs.open_input_stream(path) as stream:
+            record = json.loads(stream.read())
+        named = {entry["checkpoint_dir_name"] for entry in record["checkpoint_results"]}
+        latest = record.get("latest_checkpoint_result")
+        named |= {latest["checkpoint_dir_name"]} if latest else set()
+        named |= {entry["checkpoint_dir_name"] for entry in record.get("pending_training_results", [])}
+        infos = dict(zip(sorted(named), fs.get_file_info([f"{run_path.rstrip('/')}/{n}" for n in sorted(named)])))
+        gone = sorted(n for n, info in infos.items() if info.type != pyarrow.fs.FileType.Directory)
+        drop = set(gone) | (named & set(unusable))
+        if not drop:
+            return []
+        _drop_from_record(record, drop)
+        staged = f"{path}.{os.getpid()}.staging"
+        with fs.open_output_stream(staged) as stream:
+            stream.write(json.dumps(record).encode())
+        fs.move(staged, path)
+    except (KeyError, TypeError, ValueError, AttributeError, AssertionError):
+        log.warning("removed Ray Train's record of the run (%s), which could not be read; the run continues from "
+                    "the newest complete checkpoint in storage", path)
+        fs.delete_file(path)
+        return []
+    return gone
+
+
+def _drop_from_record(record: dict[str, Any], drop: set[str]) -> None:
+    """Remove the checkpoints named ``drop`` from a Ray 2.60 ``_CheckpointManagerState`` dict."""
+    results, indices = record["checkpoint_results"], record["checkpoint_report_indices"]
+    assert len(results) == len(indices)
+    kept = [(r, i) for r, i in zip(results, indices) if r["checkpoint_dir_name"] not in drop]
+    record["checkpoint_results"] = [r for r, _ in kept]
+    record["checkpoint_report_indices"] = [i for _, i in kept]
+    latest = record.get("latest_checkpoint_result")
+    if latest and latest["checkpoint_dir_name"] in drop:
+        record["latest_checkpoint_result"] = max(kept, key=lambda pair: pair[1])[0] if kept else None
+    pending, specs = record.get("pending_training_results", []), record.get("pending_validation_specs", [])
+    assert len(pending) == len(specs)
+    kept_pending = [(r, v) for r, v in zip(pending, specs) if r["checkpoint_dir_name"] not in drop]
+    record["pending_training_results"] = [r for r, _ in kept_pending]
+    record["pending_validation_specs"] = [v for _, v in kept_pending]
+    for key in ("validated_checkpoint_dir_names", "timed_out_validation_checkpoint_dir_names",
+                "failed_validation_checkpoint_dir_names"):
+        if key in record:
+            record[key] = [name for name in record[key] if name not in drop]
+
+
 @contextlib.contextmanager
 def checkpoint_directory(fs: Any, path: str) -> Iterator[Path]:
     """The checkpoint at ``path`` on the pyarrow filesystem ``fs`` as a local directory."""
@@ -118,10 +183,22 @@ def result_checkpoint(result: Any, store: dict[str, Any] | None = None) -> Itera
 
 def quiet_report_logs() -> None:
     """Drop Ray Train's INFO line per ``report`` call on this worker (it logs them under the module's
-    file path, not a ``ray.train`` name, so ``LoggingConfig`` does not reach them)."""
+    file path, not a ``ray.train`` name, so ``LoggingConfig`` does not reach them), and its traceback
+    of an :class:`~elmo_model.errors.ElmoError` ("Error in training function: …", once per attempt):
+    that error reaches the driver, which prints its one line (``ray_support.clean_errors``)."""
+    from ray.train.v2._internal import util
     from ray.train.v2._internal.execution import context
 
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    logger = logging.getLogger(util.__name__)
+    if not any(isinstance(f, _ElmoErrorTraceback) for f in logger.filters):
+        logger.addFilter(_ElmoErrorTraceback())
+
+
+class _ElmoErrorTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("Error in training function") and "elmo_model.errors.ElmoError: " in text)
 
 
 def world() -> tuple[int, int]:
@@ -154,28 +231,29 @@ def dataset(name: str) -> Any:
 
 
 @contextlib.contextmanager
-def restored_checkpoint(store: dict[str, Any] | None = None) -> Iterator[Path | None]:
-    """The checkpoint to resume from (after a failure or on a rerun of the same name), or ``None``:
-    the newest complete one in ``store`` (``{"fs", "path"}``: the run's directory), or Ray Train's
-    if that one is newer. Ray hands over the latest checkpoint it has a record of, which after an
-    interrupted run can be an older one, or none (its snapshot unwritten: it would start again)."""
+def restored_checkpoint(store: dict[str, Any] | None = None) -> Iterator[tuple[Path, dict[str, Any], str] | None]:
+    """The checkpoint to resume from (after a failure or on a rerun of the same name) as a local
+    directory, its ``meta.json`` and its folder's name (``checkpoint_000000010``), or ``None``:
+    with ``store`` (``{"fs", "path"}``: the run's directory) the newest complete one in storage
+    whose files have the recorded SHA-256 — the rule the driver applies, checked here on the
+    downloaded copy — never Ray Train's own choice, which after an interrupted run can be an older
+    one, none (its record unwritten), or one cut short."""
     import ray.train
 
-    checkpoint = ray.train.get_checkpoint()
-    found = None if store is None else newest_complete_checkpoint(store["fs"], store["path"])
-    if found is not None and (checkpoint is None or _step(found[0]) > _step(checkpoint.path)):
-        checkpoint = ray.train.Checkpoint(found[0], filesystem=store["fs"])
-    if checkpoint is None:
-        yield None
+    if store is None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as directory:
+            yield Path(directory), {}, checkpoint.path.rstrip("/").rsplit("/", 1)[-1]
         return
-    with checkpoint.as_directory() as directory:
-        yield Path(directory)
-
-
-def _step(path: str) -> int:
-    """The step in a checkpoint directory's name (``…/checkpoint_000000010`` → 10; -1 for another name)."""
-    digits = path.rstrip("/").rsplit("_", 1)[-1]
-    return int(digits) if digits.isdigit() else -1
+    for path, meta in complete_checkpoints(store["fs"], store["path"]):
+        with ray.train.Checkpoint(path, filesystem=store["fs"]).as_directory() as directory:
+            if content_problem(meta, lambda name: open(Path(directory) / name, "rb")) is None:
+                yield Path(directory), meta, path.rstrip("/").rsplit("/", 1)[-1]
+                return
+    yield None
 
 
 def report(metrics: dict[str, Any], checkpoint_dir: str | os.PathLike | None = None,

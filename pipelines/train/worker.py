@@ -36,7 +36,8 @@ from elmo_model.vocab import Vocabulary
 from pipelines import fault_injection
 from pipelines.train import ray_train
 from pipelines.train.data import arrow_pools, table_windows
-from pipelines.train.resume import CHECKPOINT_FILE, EXPORT_DIR, META_FILE, check_resume_key, checkpoint_files
+from pipelines.train.resume import (CHECKPOINT_FILE, EXPORT_DIR, META_FILE, check_resume_key, checkpoint_digests,
+                                    checkpoint_files)
 
 log = logging.getLogger(__name__)  # Ray Train sends worker logs (root logger, INFO) to the driver's console
 
@@ -80,10 +81,12 @@ class RayHost:
                         extra=extra)
         if final:
             self._write_export(directory / EXPORT_DIR, metrics)
-        # Last, with every other file's size: a checkpoint whose files are not all there is not complete
-        # (resume.newest_complete_checkpoint), e.g. one being uploaded when the run was stopped.
+        # Last, with every other file's size and SHA-256: a checkpoint whose files are not all there is not
+        # complete (resume.newest_complete_checkpoint), e.g. one being uploaded when the run was stopped,
+        # and one whose content changed is passed over too.
         meta = {"step": payload["step"], "position": extra["position"], "world_size": self.world, "final": final,
-                "resume_key": self.spec["resume_key"], "files": checkpoint_files(directory)}
+                "resume_key": self.spec["resume_key"], "files": checkpoint_files(directory),
+                "sha256": checkpoint_digests(directory)}
         (directory / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
 
     def _write_export(self, directory: Path, metrics: MetricsLog) -> None:
@@ -138,11 +141,19 @@ def make_loop(spec: dict) -> TrainingLoop:
     return TrainingLoop(trainer, vocab, data, collective, RayHost(spec, trainer, vocab, rank, world))
 
 
-def restore(loop: TrainingLoop, spec: dict, directory: Path | None) -> None:
-    """Continue from a checkpoint directory after checking it belongs to this run."""
-    if directory is None:
+def restore(loop: TrainingLoop, spec: dict, restored: tuple[Path, dict[str, Any], str] | None) -> None:
+    """Continue from a checkpoint directory after checking it belongs to this run. One that passed
+    the checks of its files but still cannot be loaded (a checkpoint from before meta.json recorded
+    digests) stops the run with one line naming the folder to remove."""
+    if restored is None:
         return
-    state = load_checkpoint(directory / CHECKPOINT_FILE)
+    directory, _, name = restored
+    try:
+        state = load_checkpoint(directory / CHECKPOINT_FILE)
+    except ElmoError:
+        folder = f"{(spec.get('checkpoints') or {}).get('url', '<storage>/<name>')}/{name}"
+        raise ElmoError(f"{folder}/{CHECKPOINT_FILE}: not a readable checkpoint; remove {folder} and rerun "
+                        "to continue from the checkpoint before it") from None
     extra = state["extra"]
     check_resume_key(extra["resume_key"], spec["resume_key"], f"run {spec['run_name']!r}")
     if extra["n_windows"] != spec["n_windows"]:
@@ -153,9 +164,9 @@ def restore(loop: TrainingLoop, spec: dict, directory: Path | None) -> None:
 
 def train_loop_per_worker(spec: dict) -> None:
     """Ray Train's entry point on every worker: continue from the run's newest complete checkpoint in
-    storage (the one the driver named), not only from what Ray Train hands over."""
+    storage (the one the driver named), not from what Ray Train hands over."""
     ray_train.quiet_report_logs()
     loop = make_loop(spec)
-    with ray_train.restored_checkpoint(spec.get("checkpoints")) as directory:
-        restore(loop, spec, directory)
+    with ray_train.restored_checkpoint(spec.get("checkpoints")) as restored:
+        restore(loop, spec, restored)
     loop.run()
