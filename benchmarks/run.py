@@ -26,7 +26,7 @@ from benchmarks.report import markdown
 ROW_MODULES = (
     "benchmarks.model_bench",  # reference vs production inference, three shapes
     "benchmarks.precision_bench",  # fp32 / bf16 / int8 inference: speed and error
-    "benchmarks.long_line_bench",  # a 100,000-token line: peak memory
+    "benchmarks.long_line_bench",  # a 100,000-token line: time, LSTM work, peak memory (1M: docs/results/long_line.md)
     "benchmarks.train_bench",  # training tokens/s, in-process
     "benchmarks.train_path_bench",  # training tokens/s, fast vs step-by-step path
 )

@@ -160,6 +160,23 @@ class BiLm(nn.Module):
         layers += [packing.unpack(out, batch, steps) for out in outputs]
         return BiLmOutput(layers, mask, tokens, final)
 
+    def contextualize_direction(
+        self, tokens: torch.Tensor, mask: torch.Tensor, state: BiLmState | None, direction: int
+    ) -> tuple[list[torch.Tensor], BiLmState]:
+        """Inference only: one direction's stack (0 forward, 1 backward) over token vectors
+        ``(batch, T, proj)``: its L+1 layers ``(batch, T, proj)`` (layer 0 is ``tokens``; each
+        layer is that direction's half of :meth:`contextualize`'s) and the final state (the other
+        direction's part as given).
+
+        Used to embed a long sentence in two passes of windows: backward right to left, then
+        forward left to right, each carrying its own state; the halves make up the whole.
+        """
+        batch, steps, _ = tokens.shape
+        packing = _Packing.build(mask)
+        outputs, final = self._run_packed(tokens, packing, state, (direction,))
+        index = (packing.forward_index, packing.backward_index)[direction]
+        return [tokens] + [packing.unpack_direction(out[0], index, batch, steps) for out in outputs], final
+
     def backward_final_state(
         self, tokens: torch.Tensor, mask: torch.Tensor, state: BiLmState | None = None
     ) -> BiLmState:
@@ -240,3 +257,11 @@ class _Packing:
         out[self.forward_index, 0] = packed[0]
         out[self.backward_index, 1] = packed[1]
         return out.view(batch, steps, 2 * dim)  # (batch·T, 2, dim) → (batch, T, 2·dim)
+
+    @staticmethod
+    def unpack_direction(packed: torch.Tensor, index: torch.Tensor, batch: int, steps: int) -> torch.Tensor:
+        """One direction ``(N, dim)`` packed at ``index`` (its forward or backward index) →
+        ``(batch, T, dim)`` in batch order, zero padding."""
+        out = packed.new_zeros(batch * steps, packed.shape[1])
+        out[index] = packed
+        return out.view(batch, steps, packed.shape[1])

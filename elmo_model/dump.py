@@ -3,6 +3,11 @@
 Output: one dataset per input line, named ``str(line_index)``, float32 ``(L+1, n_tokens, 2·proj)``
 for ``all`` or ``(n_tokens, 2·proj)`` for ``top`` / ``average``; plus ``sentence_to_index``,
 a one-element string dataset holding the JSON map ``sentence → str(line_index)``.
+
+A line longer than the embedder's window (1,024 positions) is written window by window as its
+vectors come (:meth:`~elmo_model.embedder.SentenceEmbedder.iter_pieces`): time linear in its
+length, working memory one window, however long the line (measured at 1M tokens:
+``docs/results/long_line.md``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from elmo_model.embedder import SentenceEmbedder, default_batch_size
+from elmo_model.embedder import ALL_COLUMNS, SentenceEmbedder, default_batch_size
 from elmo_model.errors import ElmoError
 from elmo_model.bilm import BiLm
 from elmo_model.local_files import LocalPath, read_bytes
@@ -121,15 +126,14 @@ def write_embeddings(
     target = Path(output_file)
     partial = partial_path(target)
     try:
-        with h5py.File(partial, "w") as fout, tqdm(
-            total=len(sentences), unit="sent", disable=not progress, desc="elmo dump"
+        with h5py.File(partial, "w") as fout, tqdm(  # in tokens: a long line shows its progress too
+            total=sum(len(s.split()) for s in sentences), unit="tok", unit_scale=True, disable=not progress,
+            desc="elmo dump",
         ) as bar:
-            index = 0
+            first = 0
             for batch in _batches(sentences, batch_size):
-                for vectors in embedder([s.split() for s in batch]):
-                    fout.create_dataset(str(index), data=_select(vectors, mode).astype(np.float32))
-                    index += 1
-                bar.update(len(batch))
+                _write_batch(fout, embedder, [s.split() for s in batch], first, mode, bar)
+                first += len(batch)
             mapping = {sentence: str(i) for i, sentence in enumerate(sentences)}
             fout.create_dataset(
                 "sentence_to_index", (1,), dtype=h5py.string_dtype(), data=[json.dumps(mapping)]
@@ -138,6 +142,30 @@ def write_embeddings(
     finally:
         partial.unlink(missing_ok=True)
     return len(sentences)
+
+
+def _write_batch(fout: h5py.File, embedder: SentenceEmbedder, batch: list[list[str]], first: int, mode: str,
+                 bar: tqdm) -> None:
+    """Write the datasets of ``batch`` (lines ``first``, ...) as the embedder's pieces come: a
+    sentence in one piece at once, a long one window by window into its dataset (working memory
+    one window, whatever the line's length)."""
+    layers, width = embedder.bilm.options.n_layers + 1, embedder.bilm.options.output_dim
+    datasets: dict[int, h5py.Dataset] = {}
+    for row, start, columns, piece in embedder.iter_pieces(batch):
+        n, w = len(batch[row]), piece.shape[1]
+        vectors = _select(piece, mode).astype(np.float32, copy=False)
+        if row not in datasets and w == n and columns == ALL_COLUMNS:
+            fout.create_dataset(str(first + row), data=vectors)
+            bar.update(n)
+            continue
+        if row not in datasets:
+            shape = (layers, n, width) if mode == "all" else (n, width)
+            datasets[row] = fout.create_dataset(str(first + row), shape=shape, dtype=np.float32)
+        if mode == "all":
+            datasets[row][:, start : start + w, columns] = vectors
+        else:
+            datasets[row][start : start + w, columns] = vectors
+        bar.update(w * (columns.stop - columns.start) / width if columns != ALL_COLUMNS else w)
 
 
 def partial_path(output_file: str | os.PathLike) -> Path:

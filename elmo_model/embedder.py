@@ -3,8 +3,9 @@ the Ray embedding actors and the benchmarks."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from elmo_model.precision import check_precision, use_precision
 from elmo_model.stateful import CarriedState
 
 # Sentences longer than this (with <S> and </S>) are embedded window by window (see
-# :meth:`SentenceEmbedder.iter_long`): working memory stays bounded, vectors do not change.
+# :meth:`SentenceEmbedder.iter_pieces`): working memory stays bounded, vectors do not change.
 WINDOW_TOKENS = 1024
 
 
@@ -80,16 +81,22 @@ class TokenVectors:
         return self.encoder.encode_distinct(torch.from_numpy(ids).long().to(self.device))
 
 
+Piece = tuple[int, int, slice, np.ndarray]  # (row, start, columns, piece): see SentenceEmbedder.iter_pieces
+ALL_COLUMNS = slice(None)
+
+
 class SentenceEmbedder:
     """Runs a :class:`BiLm` on token lists and returns, per sentence, ``(L+1, n_tokens, 2·proj)``.
 
     ``<S>``/``</S>`` are added before the biLM and removed from the result. Stateless unless
     ``stateful=True``, which carries each batch row's LSTM state into the next call (the
     original's behaviour; row ``k`` of one call continues row ``k`` of the previous).
-    Sentences longer than ``window_tokens`` go window by window (:meth:`iter_long`), with the
-    same vectors. ``token_cache_size`` keeps that many token vectors between calls.
-    ``precision``: ``"fp32"`` (default), or opt-in ``"bf16"`` / ``"int8"`` (faster where the
-    hardware supports it, with a bounded error; see :mod:`elmo_model.precision`).
+    Sentences longer than ``window_tokens`` go window by window, with the same vectors:
+    :meth:`iter_pieces` (the backward half right to left, then the forward half left to right;
+    what ``elmo dump`` writes to disk as it comes, and what a call fills its result with) or
+    :meth:`iter_long` (whole pieces in order). ``token_cache_size`` keeps that many token vectors
+    between calls. ``precision``: ``"fp32"`` (default), or opt-in ``"bf16"`` / ``"int8"``
+    (faster where the hardware supports it, with a bounded error; see :mod:`elmo_model.precision`).
     """
 
     def __init__(
@@ -111,19 +118,77 @@ class SentenceEmbedder:
         self.window = window_tokens
         self.token_vectors = TokenVectors(self.bilm, self.device, token_cache_size)
 
-    def __call__(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        if not sentences:
-            return []
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Inference mode and the precision; never held open across a ``yield`` of a generator."""
         with torch.inference_mode(), use_precision(self.precision, self.device):
+            yield
+
+    def __call__(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """The vectors of each sentence, float32 ``(L+1, n_tokens, 2·proj)``."""
+        results: list[np.ndarray | None] = [None] * len(sentences)
+        layers, width = self.bilm.options.n_layers + 1, self.bilm.options.output_dim
+        for row, start, columns, piece in self.iter_pieces(sentences):
+            n = len(sentences[row])
+            if results[row] is None and columns == ALL_COLUMNS and piece.shape[1] == n:
+                results[row] = piece  # a sentence in one piece: no copy
+                continue
+            if results[row] is None:
+                results[row] = np.zeros((layers, n, width), dtype=np.float32)
+            results[row][:, start : start + piece.shape[1], columns] = piece
+        return [r if r is not None else np.zeros((layers, 0, width), np.float32) for r in results]
+
+    def is_long(self, sentence: Sequence[str]) -> bool:
+        """Whether ``sentence`` (with ``<S>``, ``</S>``) is embedded window by window."""
+        return len(sentence) + 2 > self.window
+
+    def iter_pieces(self, sentences: Sequence[Sequence[str]]) -> Iterator[Piece]:
+        """The vectors of ``sentences`` as pieces to put in place, in working memory of one batch
+        of short sentences or one window of a long one.
+
+        Each item ``(row, start, columns, piece)`` means ``vectors[row][:, start : start + w,
+        columns] = piece`` for the ``(L+1, n_tokens, 2·proj)`` result of sentence ``row``, with
+        ``piece (L+1, w, ·)`` float32. A sentence of at most ``window_tokens`` positions comes in
+        one piece (all columns; short sentences first, together); a longer one as the windows of
+        its backward half (``columns`` = the last ``proj``) right to left, each carrying the
+        backward LSTMs' state to the next, then of its forward half left to right: exact, every
+        LSTM runs once per position, time linear in its length. With ``stateful``, the carried
+        state is updated once every piece has been taken.
+        """
+        if not sentences:
+            return
+        with self._inference():
             state = self.carried.take(len(sentences)) if self.carried else None
-            long_rows = [b for b, s in enumerate(sentences) if len(s) + 2 > self.window]
-            if not long_rows:
+        long_rows = [b for b, s in enumerate(sentences) if self.is_long(s)]
+        if not long_rows:
+            with self._inference():
                 results, final = self._embed_batch(sentences, state)
-            else:
-                results, final = self._embed_mixed(sentences, long_rows, state)
-            if self.carried:
+            for b, vectors in enumerate(results):
+                yield b, 0, ALL_COLUMNS, vectors
+        else:
+            with self._inference():
+                if state is None:
+                    state = self.bilm.zero_state(len(sentences), self.bilm.token_encoder.char_embedding.weight)
+                final = BiLmState(state.h.clone(), state.c.clone())
+                short_rows = sorted(set(range(len(sentences))) - set(long_rows))
+                results = []
+                if short_rows:
+                    rows = torch.tensor(short_rows, device=self.device)
+                    results, short_final = self._embed_batch([sentences[b] for b in short_rows],
+                                                             state.select(rows))
+                    final.h[:, :, rows], final.c[:, :, rows] = short_final.h, short_final.c
+            for b, vectors in zip(short_rows, results):
+                yield b, 0, ALL_COLUMNS, vectors
+            for b in long_rows:
+                row = torch.tensor([b], device=self.device)
+                with self._inference():
+                    start = state.select(row)
+                row_final = yield from self._halves(b, sentences[b], start)
+                with self._inference():
+                    final.h[:, :, row], final.c[:, :, row] = row_final.h, row_final.c
+        if self.carried:
+            with self._inference():
                 self.carried.keep(final)
-        return results
 
     def _embed_batch(
         self, sentences: Sequence[Sequence[str]], state: BiLmState | None
@@ -133,49 +198,48 @@ class SentenceEmbedder:
         stacked = torch.stack(output.layers, dim=1).float().cpu().numpy()  # (batch, L+1, T, D)
         return [stacked[b, :, 1 : len(s) + 1] for b, s in enumerate(sentences)], output.state
 
-    def _embed_mixed(
-        self, sentences: Sequence[Sequence[str]], long_rows: list[int], state: BiLmState | None
-    ) -> tuple[list[np.ndarray], BiLmState]:
-        """Short sentences batched together, long ones window by window; states per row."""
+    def _bounds(self, n_positions: int) -> list[tuple[int, int]]:
+        return [(a, min(a + self.window, n_positions)) for a in range(0, n_positions, self.window)]
+
+    def _halves(self, row: int, sentence: Sequence[str], state: BiLmState | None
+                ) -> Generator[Piece, None, BiLmState]:
+        """:meth:`iter_pieces` of one long sentence; returns its final state (one row)."""
+        seq = [BOS_TOKEN, *sentence, EOS_TOKEN]
+        proj = self.bilm.options.projection_dim
         if state is None:
-            state = self.bilm.zero_state(len(sentences), self.bilm.token_encoder.char_embedding.weight)
-        final = BiLmState(state.h.clone(), state.c.clone())
-        results: list[np.ndarray] = [np.empty(0)] * len(sentences)
-        long_set = set(long_rows)
-        short_rows = [b for b in range(len(sentences)) if b not in long_set]
-        if short_rows:
-            rows = torch.tensor(short_rows, device=self.device)
-            embedded, short_final = self._embed_batch([sentences[b] for b in short_rows], state.select(rows))
-            for b, vectors in zip(short_rows, embedded):
-                results[b] = vectors
-            final.h[:, :, rows], final.c[:, :, rows] = short_final.h, short_final.c
-        for b in long_rows:
-            row = torch.tensor([b], device=self.device)
-            pieces = list(self._windows(sentences[b], state.select(row)))
-            results[b] = np.concatenate([piece for piece, _ in pieces], axis=1)
-            row_final = pieces[-1][1]
-            final.h[:, :, row], final.c[:, :, row] = row_final.h, row_final.c
-        return results, final
+            with self._inference():
+                state = self.bilm.zero_state(1, self.bilm.token_encoder.char_embedding.weight)
+        carried = {}
+        for direction, bounds in ((1, self._bounds(len(seq))[::-1]), (0, self._bounds(len(seq)))):
+            columns = slice(direction * proj, (direction + 1) * proj)
+            direction_state = state
+            for a, b in bounds:
+                with self._inference():
+                    tokens, mask = self.token_vectors([seq[a:b]])
+                    layers, direction_state = self.bilm.contextualize_direction(tokens, mask, direction_state,
+                                                                                direction)
+                    piece = torch.stack(layers, dim=1)[0].float().cpu().numpy()  # (L+1, w, proj)
+                lo, hi = max(a, 1), min(b, len(seq) - 1)  # without <S>, </S>
+                if hi > lo:
+                    yield row, lo - 1, columns, piece[:, lo - a : hi - a]
+            carried[direction] = direction_state
+        with self._inference():
+            return BiLmState(torch.stack([carried[0].h[0], carried[1].h[1]]),
+                             torch.stack([carried[0].c[0], carried[1].c[1]]))
 
     def iter_long(self, sentence: Sequence[str], state: BiLmState | None = None) -> Iterator[np.ndarray]:
-        """Embed one sentence window by window; yields ``(L+1, w, D)`` pieces, in order.
+        """Embed one sentence window by window; yields whole ``(L+1, w, D)`` pieces, in order.
 
         Exact: the forward LSTMs carry their state left to right across windows; the backward
         LSTMs' state at each window's right edge comes from a first, backward-only pass right
         to left that keeps just those states. Working memory is one window of
         ``window_tokens`` positions plus one ``(2, L, proj + cell)`` state per window; the
-        backward stack runs twice. ``state`` is a one-row :class:`BiLmState` to start from.
+        backward stack runs twice (:meth:`iter_pieces` runs it once, in any-order pieces).
+        ``state`` is a one-row :class:`BiLmState` to start from.
         """
-        for piece, _ in self._windows(sentence, state):
-            yield piece
-
-    def _windows(
-        self, sentence: Sequence[str], state: BiLmState | None
-    ) -> Iterator[tuple[np.ndarray, BiLmState | None]]:
-        """:meth:`iter_long`'s pieces; the last one comes with the sentence's final state."""
         seq = [BOS_TOKEN, *sentence, EOS_TOKEN]
-        bounds = [(a, min(a + self.window, len(seq))) for a in range(0, len(seq), self.window)]
-        with torch.inference_mode(), use_precision(self.precision, self.device):  # (never open across a yield)
+        bounds = self._bounds(len(seq))
+        with self._inference():
             if state is None:
                 state = self.bilm.zero_state(1, self.bilm.token_encoder.char_embedding.weight)
             right_edges: list[BiLmState] = []  # the backward state entering each window
@@ -186,18 +250,14 @@ class SentenceEmbedder:
                 backward = self.bilm.backward_final_state(tokens, mask, backward)
             right_edges.reverse()
         forward = state
-        for w, ((a, b), edge) in enumerate(zip(bounds, right_edges)):
-            with torch.inference_mode(), use_precision(self.precision, self.device):
+        for (a, b), edge in zip(bounds, right_edges):
+            with self._inference():
                 start = BiLmState(torch.stack([forward.h[0], edge.h[1]]), torch.stack([forward.c[0], edge.c[1]]))
                 tokens, mask = self.token_vectors([seq[a:b]])
                 output = self.bilm.contextualize(tokens, mask, start)
                 forward = output.state
                 layers = torch.stack(output.layers, dim=1)[0].float().cpu().numpy()  # (L+1, w, D)
-                final = None
-                if w == len(bounds) - 1:
-                    final = BiLmState(torch.stack([forward.h[0], backward.h[1]]),
-                                      torch.stack([forward.c[0], backward.c[1]]))
-            yield layers[:, max(a, 1) - a : min(b, len(seq) - 1) - a], final  # without <S>, </S>
+            yield layers[:, max(a, 1) - a : min(b, len(seq) - 1) - a]  # without <S>, </S>
 
 
 # Sentences per call that reach the packed path's speed: each LSTM step is a GEMM with one row
