@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.commands.arg_types import positive_int
+from pipelines.commands.arg_types import non_negative_float, positive_int
 from pipelines.config import add_config_arguments
 
 
@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=positive_int, help="Ray Train workers (default 1)")
     p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker, nccl, bf16 autocast")
     p.add_argument("--steps", type=positive_int, help="optimizer steps (training.steps)")
+    p.add_argument("--wait", dest="wait_s", type=non_negative_float, metavar="SECONDS",
+                   help="wait up to SECONDS for another run of this name and storage to finish "
+                        "(default 0: exit 75 at once)")
     add_config_arguments(p)
     p.set_defaults(handler=run)
 
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     flags = {"name": args.name, "train": tuple(args.train) if args.train else None,
              "valid": tuple(args.valid) if args.valid else None, "vocab": args.vocab, "output": args.output,
              "storage": args.storage, "init_from": args.init_from, "num_workers": args.num_workers,
-             "use_gpu": args.use_gpu, "training.steps": args.steps}
+             "use_gpu": args.use_gpu, "training.steps": args.steps, "wait_s": args.wait_s}
     config = load_config(TrainJobConfig, args.config, flags, args.overrides)
     result = run_training(config)
     final = result.metrics

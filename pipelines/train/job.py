@@ -1,6 +1,7 @@
 """``elmo train``: the biLM trained data-parallel with Ray Train, checkpoints in object storage.
 
-    check inputs, output, storage, vocabulary, fine-tuning model, earlier run (driver, no Ray)
+    check inputs, output, storage; take the run's lease on <storage>/<name> (pipelines.io.lease)
+    → vocabulary, fine-tuning model, earlier run (driver, no Ray)
     → Ray Data: sentences → windows, materialized once (pipelines.train.data)
     → TorchTrainer: DDP workers (pipelines.train.worker), checkpoints under <storage>/<name>/
     → the final checkpoint's export is published to <output>: metrics, vocab.txt, weights.hdf5,
@@ -13,6 +14,10 @@ are passed over, named in the same line with the reason, and a checkpoint folder
 dropped from Ray Train's record of the run first (one line). A checkpoint made with other model,
 vocabulary or data settings stops the job with an error instead. Ctrl-C stops the workers and the
 command with one line naming the step a rerun continues from (exit status 130).
+
+One run per name and storage at a time: a second one exits 75 with one line naming the run that
+holds the lease, or waits for it (``wait_s``, ``--wait SECONDS``); a run whose lease was taken over
+(not renewed within ``lease_ttl_s``) is stopped and says so.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import hashlib
 import json
 import logging
 import re
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +69,8 @@ class TrainJobConfig:
     worker_resources: dict[str, float] = field(default_factory=dict)  # extra Ray resources per worker
     max_failures: int = 3  # worker-group restarts from the latest checkpoint (-1: unlimited)
     keep_checkpoints: int = 2
+    lease_ttl_s: float = 120.0  # the run's lease on <storage>/<name> expires this long after its last renewal
+    wait_s: float = 0.0  # how long to wait for another run of this name and storage (0: exit 75 at once)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
 
@@ -75,6 +84,8 @@ class TrainJobConfig:
             raise ElmoError(f"name {self.name!r}: use letters, digits, '.', '_' and '-'")
         if self.num_workers < 1 or self.cpus_per_worker <= 0 or self.keep_checkpoints < 1 or self.max_failures < -1:
             raise ElmoError("num_workers ≥ 1, cpus_per_worker > 0, keep_checkpoints ≥ 1 and max_failures ≥ -1")
+        if self.lease_ttl_s < 1 or self.wait_s < 0:
+            raise ElmoError("lease_ttl_s ≥ 1 (seconds) and --wait ≥ 0")
 
 
 @dataclass
@@ -229,12 +240,29 @@ def worker_spec(config: TrainJobConfig, vocab: Vocabulary, n_windows: int, key: 
             "checkpoints": checkpoint_store(store, config.name)}
 
 
+def run_lease(config: TrainJobConfig, store: Location) -> Any:
+    """The run's lease on ``<storage>/<name>`` (:mod:`pipelines.io.lease`, as ``elmo embed`` has on its
+    output), taken, waiting up to ``wait_s`` for another run of the same name and storage:
+    :class:`~pipelines.io.lease.LeaseHeld` (exit 75) names that run otherwise."""
+    from pipelines.io.lease import RunLease
+
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    return RunLease(store.join(config.name), run_id, config.lease_ttl_s, command="elmo train").acquire(config.wait_s)
+
+
 def run_training(config: TrainJobConfig, options: StorageOptions | None = None) -> TrainResult:
-    """Check everything a user can get wrong, then train on Ray and publish the model to ``output``."""
+    """Check everything a user can get wrong, then train on Ray and publish the model to ``output``.
+    One run per name and storage at a time: the run holds a lease on ``<storage>/<name>`` throughout."""
     config.validate()
     out, store = resolve(config.output, options), resolve(config.storage_url(), options)
     check_output(out.url, options)
     check_output(store.url, options)
+    with run_lease(config, store) as lease:
+        return _run_leased(config, out, store, lease, options)
+
+
+def _run_leased(config: TrainJobConfig, out: Location, store: Location, lease: Any,
+                options: StorageOptions | None) -> TrainResult:
     plan = plan_inputs(config.train, config.ingest, options)
     valid_plan = plan_inputs(config.valid, config.ingest, options) if config.valid else None
     vocab, vocab_url = resolve_vocab(config, out, options)
@@ -244,13 +272,13 @@ def run_training(config: TrainJobConfig, options: StorageOptions | None = None) 
     check_existing_run(config, store, key)
     write_config(config, out.join("config.toml").url, options)
     try:
-        return _train_on_ray(config, vocab, plan, valid_plan, init_model, key, out, store, options)
+        return _train_on_ray(config, vocab, plan, valid_plan, init_model, key, out, store, lease, options)
     except KeyboardInterrupt:  # Ctrl-C: the workers were stopped (ray_train.fit)
         raise interrupted(store, config.name) from None
 
 
 def _train_on_ray(config: TrainJobConfig, vocab: Vocabulary, plan: InputPlan, valid_plan: InputPlan | None,
-                  init_model: Any, key: dict[str, Any], out: Location, store: Location,
+                  init_model: Any, key: dict[str, Any], out: Location, store: Location, lease: Any,
                   options: StorageOptions | None) -> TrainResult:
     from pipelines.train import ray_train
     from pipelines.ray_support import clean_errors, ensure_ray
@@ -266,7 +294,10 @@ def _train_on_ray(config: TrainJobConfig, vocab: Vocabulary, plan: InputPlan, va
             num_workers=config.num_workers, use_gpu=config.use_gpu, cpus_per_worker=config.cpus_per_worker,
             extra_resources=dict(config.worker_resources), max_failures=config.max_failures,
             keep_checkpoints=config.keep_checkpoints)
-        result = ray_train.fit(trainer)
+        try:
+            result = ray_train.fit(trainer, stop_if=lease.lost)  # another run took the lease over: stop
+        finally:
+            lease.check()
     with ray_train.result_checkpoint(result, checkpoint_store(store, config.name)) as directory:
         if directory is None or not (directory / EXPORT_DIR / OPTIONS_FILE).exists():
             raise ElmoError(f"run {config.name!r} finished without a final checkpoint in {store.url}")

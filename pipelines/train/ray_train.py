@@ -65,32 +65,53 @@ def put_object(value: Any) -> Any:
     return ray.put(value)
 
 
-def fit(trainer: Any) -> Any:
+def fit(trainer: Any, stop_if: Callable[[], bool] | None = None, poll_s: float = 1.0) -> Any:
     """``trainer.fit()``; returns the Result (failures raise ``ray.train.TrainingFailedError``).
 
     Ctrl-C (SIGINT) aborts the run — the workers are stopped — and raises ``KeyboardInterrupt``;
     a second Ctrl-C stops waiting for the abort. Ray Train's own handler (registered by
     ``DataParallelTrainer._register_sigint_handler``, Ray 2.60) aborts the run too, but then leaves
     the process with status 1 and no message, and stays installed after ``fit`` returns.
+    ``stop_if`` (polled every ``poll_s``) aborts the run the same way once it returns true (e.g. the
+    run's lease was taken over); the caller then says why. Both only in the main thread: Ray Train
+    hands over its controller there alone.
     """
     import ray
 
+    controllers: list[Any] = []
+
+    def abort(controller: Any) -> None:
+        with contextlib.suppress(Exception):
+            ray.get(controller.abort.remote(), timeout=60)
+
     def register(controller: Any) -> None:
+        controllers.append(controller)
+
         def interrupt(signum: int, frame: Any) -> None:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: stop waiting
-            with contextlib.suppress(Exception):
-                ray.get(controller.abort.remote(), timeout=60)
+            abort(controller)
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGINT, interrupt)
 
     if threading.current_thread() is not threading.main_thread():
         return trainer.fit()  # Ray Train registers no handler either
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(poll_s):
+            if controllers and stop_if():
+                abort(controllers[0])
+                return
+
+    if stop_if is not None:
+        threading.Thread(target=watch, name="elmo-train-stop-if", daemon=True).start()
     previous = signal.getsignal(signal.SIGINT)
     trainer._register_sigint_handler = register
     try:
         return trainer.fit()
     finally:
+        done.set()
         signal.signal(signal.SIGINT, previous)
 
 
