@@ -14,6 +14,7 @@ down. Errors a user can cause become :class:`ElmoError` naming the URL.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
 import shutil
@@ -28,7 +29,7 @@ from pipelines.io.s3_settings import StorageOptions, resolve_s3
 
 __all__ = ["FileEntry", "Location", "StorageOptions", "resolve", "list_files", "read_bytes", "read_text",
            "write_bytes", "write_text", "check_output", "staging_url", "publish", "exists", "join_url", "upload_dir",
-           "download_dir"]
+           "download_dir", "no_space"]
 _HTTP = ("http://", "https://")  # read-only
 
 
@@ -101,25 +102,43 @@ def _gcs_filesystems(url: str, options: StorageOptions | None) -> tuple[Any, Any
     return fs, settings.pyarrow_filesystem(fs)
 
 
+def no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from, or its text, e.g. a Ray worker's traceback)
+    says the disk is full."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @contextlib.contextmanager
 def storage_errors(url: str, action: str) -> Iterator[None]:
-    """Turn the filesystems' errors for ``url`` into one :class:`ElmoError` naming it."""
+    """Turn the filesystems' errors for ``url`` into one :class:`ElmoError` naming it (a full disk:
+    ``URL: cannot write: no space left on device``)."""
     try:
         yield
     except ElmoError:
         raise
-    except FileNotFoundError as exc:
-        if "bucket" in str(exc).lower():
-            bucket = url.partition("://")[2].split("/")[0]
-            raise ElmoError(f"{url}: bucket {bucket!r} does not exist") from None
-        raise ElmoError(f"{url}: cannot {action}: not found") from None
-    except PermissionError:
-        raise ElmoError(f"{url}: cannot {action}: access denied") from None
+    except OSError as exc:
+        if no_space(exc):
+            reason = "no space left on device"
+        elif isinstance(exc, FileNotFoundError):
+            if "bucket" in str(exc).lower():
+                bucket = url.partition("://")[2].split("/")[0]
+                raise ElmoError(f"{url}: bucket {bucket!r} does not exist") from None
+            reason = "not found"
+        elif isinstance(exc, PermissionError):
+            reason = "access denied"
+        else:
+            reason = str(exc)
+        raise ElmoError(f"{url}: cannot {action}: {reason}") from None
     except Exception as exc:  # botocore's credential errors are not OSErrors
         if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
             raise ElmoError(f"{url}: cannot {action}: no usable AWS credentials") from None
-        if isinstance(exc, OSError):
-            raise ElmoError(f"{url}: cannot {action}: {exc}") from None
         raise
 
 

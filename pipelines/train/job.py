@@ -5,7 +5,11 @@
     → Ray Data: sentences → windows, materialized once (pipelines.train.data)
     → TorchTrainer: DDP workers (pipelines.train.worker), checkpoints under <storage>/<name>/
     → the final checkpoint's export is published to <output>: metrics, vocab.txt, weights.hdf5,
-      options.json last (each file staged, then moved into place)
+      options.json last (every file staged first, then all moved into place)
+
+A full disk (output or storage) stops the run with one line naming the path and "no space left on
+device"; a checkpoint is written under a staging name and renamed (on object stores: meta.json
+last), so it is whole or absent, and the model's files are all staged before any is moved.
 
 A rerun with the same ``name`` and ``storage`` continues the run from its newest complete
 checkpoint (:mod:`pipelines.train.resume`: the driver names it, the workers restore it, whatever
@@ -22,6 +26,7 @@ holds the lease, or waits for it (``wait_s``, ``--wait SECONDS``); a run whose l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -41,7 +46,8 @@ from pipelines import fault_injection
 from pipelines.config import to_dict, write_config
 from pipelines.ingest.reader import IngestConfig, InputPlan, plan_inputs
 from pipelines.io.model_store import load_model, read_vocab
-from pipelines.io.storage import Location, StorageOptions, check_output, exists, resolve, write_bytes
+from pipelines.io.storage import (Location, StorageOptions, check_output, exists, no_space, publish, resolve,
+                                  staging_url, storage_errors)
 from elmo_model.train_log import CSV_FILE, JSON_FILE, PLOT_FILE
 from pipelines.train.resume import EXPORT_DIR, check_resume_key, describe_skipped, newest_complete_checkpoint
 
@@ -200,15 +206,46 @@ def check_existing_run(config: TrainJobConfig, store: Location, key: dict[str, A
     return None if found is None else int(found[1]["step"])
 
 
+def remove_staged_checkpoints(store: Location, name: str) -> None:
+    """Remove checkpoints a stopped run left half written under their staging names
+    (``<run>/_staging.checkpoint_…``, :func:`~pipelines.train.ray_train._staged_upload`): no other run
+    is writing there (this one holds the lease)."""
+    import pyarrow.fs
+
+    from pipelines.train.ray_train import STAGING_PREFIX
+
+    where = checkpoint_store(store, name)
+    try:
+        entries = where["fs"].get_file_info(pyarrow.fs.FileSelector(where["path"], allow_not_found=True))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.base_name.startswith(STAGING_PREFIX) and entry.type == pyarrow.fs.FileType.Directory:
+            log.info("removing %s/%s (a checkpoint that was never finished)", where["url"], entry.base_name)
+            with contextlib.suppress(OSError):
+                where["fs"].delete_dir(entry.path)
+
+
 def publish_outputs(export_dir: Path, out: Location, options: StorageOptions | None) -> list[str]:
-    """Copy the export to ``out``, each file staged then moved, ``options.json`` last."""
-    urls = []
-    for name in PUBLISH_ORDER:
-        if (export_dir / name).exists():
-            url = out.join(name).url
-            write_bytes(url, (export_dir / name).read_bytes(), options)
-            urls.append(url)
-    return urls
+    """Copy the export to ``out``: every file written under a staging name first, then all moved into
+    place, ``options.json`` last. A write that fails (a full disk) removes the staged files: nothing
+    of this model is visible, and an earlier model there is left whole."""
+    names = [name for name in PUBLISH_ORDER if (export_dir / name).exists()]
+    staged: dict[str, Location] = {}
+    try:
+        for name in names:
+            final = out.join(name)
+            staged[name] = resolve(staging_url(final.url, options), options)
+            with storage_errors(final.url, "write"):
+                out.fs.put_file(str(export_dir / name), staged[name].path)
+    except BaseException:
+        for loc in staged.values():
+            with contextlib.suppress(Exception):
+                loc.fs.rm_file(loc.path)
+        raise
+    for name in names:
+        publish(staged[name].url, out.join(name).url, options)
+    return [out.join(name).url for name in names]
 
 
 def prepare_datasets(config: TrainJobConfig, plan: InputPlan, valid_plan: InputPlan | None,
@@ -270,6 +307,7 @@ def _run_leased(config: TrainJobConfig, out: Location, store: Location, lease: A
     init_model = load_init_model(config, vocab, options) if config.init_from else None
     key = resume_key(config, vocab)
     check_existing_run(config, store, key)
+    remove_staged_checkpoints(store, config.name)
     write_config(config, out.join("config.toml").url, options)
     try:
         return _train_on_ray(config, vocab, plan, valid_plan, init_model, key, out, store, lease, options)
@@ -295,7 +333,12 @@ def _train_on_ray(config: TrainJobConfig, vocab: Vocabulary, plan: InputPlan, va
             extra_resources=dict(config.worker_resources), max_failures=config.max_failures,
             keep_checkpoints=config.keep_checkpoints)
         try:
-            result = ray_train.fit(trainer, stop_if=lease.lost)  # another run took the lease over: stop
+            with clean_errors():  # a worker's ElmoError (e.g. a checkpoint that did not fit) as its one line
+                result = ray_train.fit(trainer, stop_if=lease.lost)  # another run took the lease over: stop
+        except Exception as exc:  # Ray Train's own writes to a full disk (its record of the run)
+            if isinstance(exc, ElmoError) or not no_space(exc):
+                raise
+            raise ElmoError(f"{store.join(config.name).url}: cannot write: no space left on device") from None
         finally:
             lease.check()
     with ray_train.result_checkpoint(result, checkpoint_store(store, config.name)) as directory:

@@ -15,6 +15,9 @@ matter (``../shared/RAY_NOTES.md``, beside the checkout):
   :func:`repair_run_record` first.
 - Ctrl-C during :func:`fit`: the run is aborted and ``KeyboardInterrupt`` raised (not Ray Train's
   handler, which exits with status 1 and no message).
+- Ray Train copies a reported checkpoint straight into ``<run>/checkpoint_…/`` (``pyarrow.fs.copy_files``,
+  ``meta.json`` not last): :func:`report` passes ``checkpoint_upload_fn`` (:func:`_staged_upload`),
+  which writes it under a staging name and renames it, so that a full disk leaves no half of it.
 - Datasets listed in none of ``DataConfig(datasets_to_split=...)`` reach every worker whole; with
   ``preserve_order`` every worker iterates them in the same order.
 """
@@ -278,9 +281,66 @@ def restored_checkpoint(store: dict[str, Any] | None = None) -> Iterator[tuple[P
 
 
 def report(metrics: dict[str, Any], checkpoint_dir: str | os.PathLike | None = None,
-           dir_name: str | None = None) -> None:
-    """Report metrics (every rank must call this at the same steps); rank 0 may attach a checkpoint."""
+           dir_name: str | None = None, run_url: str = "") -> None:
+    """Report metrics (every rank must call this at the same steps); rank 0 may attach a checkpoint,
+    stored by :func:`_staged_upload` (``run_url`` names the run's folder in its messages)."""
     import ray.train
 
     checkpoint = None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(os.fspath(checkpoint_dir))
-    ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=dir_name)
+    upload = None if checkpoint is None else lambda ckpt, name: _staged_upload(ckpt, name, run_url)
+    ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=dir_name, checkpoint_upload_fn=upload)
+
+
+STAGING_PREFIX = "_staging."  # <run>/_staging.checkpoint_000000030.<random>: a checkpoint being written
+
+
+def _staged_upload(checkpoint: Any, dir_name: str, run_url: str = "") -> Any:
+    """Ray Train's ``checkpoint_upload_fn``: the local checkpoint directory into ``<run>/<dir_name>``,
+    complete or not at all. On a local filesystem it is written under a staging name in the run's
+    folder, then renamed (a checkpoint folder of that name left from before — one the run passed
+    over — is replaced); on an object store (no renames) straight to its name, ``meta.json`` last,
+    so that until then it is never complete (:mod:`pipelines.train.resume`). A failed write removes
+    what it wrote; a full disk is one :class:`ElmoError` line naming the folder."""
+    import uuid
+
+    import pyarrow.fs
+    import ray.train
+
+    from elmo_model.errors import ElmoError
+    from pipelines.io.storage import no_space
+    from pipelines.train.resume import META_FILE
+
+    storage = ray.train.get_context().get_storage()
+    fs, run = storage.storage_filesystem, storage.experiment_fs_path.rstrip("/")
+    final = f"{run}/{dir_name}"
+    local = isinstance(fs, pyarrow.fs.LocalFileSystem)
+    target = f"{run}/{STAGING_PREFIX}{dir_name}.{uuid.uuid4().hex[:8]}" if local else final
+    source = Path(checkpoint.path)
+    files = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
+    files = [f for f in files if f != META_FILE] + [f for f in files if f == META_FILE]  # meta.json last
+    try:
+        if not local:
+            _delete_dir(fs, final)  # a stale one of that name: never mixed with this one's files
+        for name in files:
+            if local:
+                fs.create_dir(f"{target}/{name}".rsplit("/", 1)[0])
+            pyarrow.fs.copy_files(str(source / name), f"{target}/{name}",
+                                  source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
+        if local:
+            _delete_dir(fs, final)
+            fs.move(target, final)
+    except OSError as exc:
+        with contextlib.suppress(Exception):
+            _delete_dir(fs, target)
+        if no_space(exc):
+            where = f"{run_url}/{dir_name}" if run_url else final
+            raise ElmoError(f"{where}: cannot write the checkpoint: no space left on device") from None
+        raise
+    return ray.train.Checkpoint(final, filesystem=fs)
+
+
+def _delete_dir(fs: Any, path: str) -> None:
+    import pyarrow.fs
+
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
+        fs.delete_dir(path)

@@ -34,6 +34,7 @@ from elmo_model.train_loop import SingleProcess, TorchDistributed, TrainData, Tr
 from elmo_model.trainer import LmTrainer
 from elmo_model.vocab import Vocabulary
 from pipelines import fault_injection
+from pipelines.io.storage import no_space
 from pipelines.train import ray_train
 from pipelines.train.data import arrow_pools, table_windows
 from pipelines.train.resume import (CHECKPOINT_FILE, EXPORT_DIR, META_FILE, check_resume_key, checkpoint_digests,
@@ -74,7 +75,17 @@ class RayHost:
 
     def save(self, payload: dict[str, Any], final: bool, metrics: MetricsLog) -> None:
         self.pending = tempfile.TemporaryDirectory(prefix="elmo-ckpt-")
-        directory = Path(self.pending.name)
+        try:
+            self._save(Path(self.pending.name), payload, final, metrics)
+        except Exception as exc:  # torch and h5py do not all raise OSError for a full disk
+            self.pending.cleanup()
+            self.pending = None
+            if no_space(exc):
+                raise ElmoError(f"{tempfile.gettempdir()}: cannot write the checkpoint before its upload: no space "
+                                "left on device (the worker's temporary directory; TMPDIR chooses another)") from None
+            raise
+
+    def _save(self, directory: Path, payload: dict[str, Any], final: bool, metrics: MetricsLog) -> None:
         extra = payload.pop("extra")
         extra.update(resume_key=self.spec["resume_key"], n_windows=self.spec["n_windows"])
         save_checkpoint(directory / CHECKPOINT_FILE, payload, self.trainer.config.to_dict(), self.vocab.tokens,
@@ -108,7 +119,7 @@ class RayHost:
             ray_train.report(row, None, name)
             return
         try:
-            ray_train.report(row, self.pending.name, name)
+            ray_train.report(row, self.pending.name, name, run_url=(self.spec.get("checkpoints") or {}).get("url", ""))
         finally:
             self.pending.cleanup()
             self.pending = None
