@@ -5,7 +5,7 @@ variable to a JSON object with any of these keys::
 
     {"embed_crash_before_commit": true,       # elmo embed exits (status 17) after staging, before commit
      "embed_crash_before_commit_number": 2,   # … before its 2nd commit instead (the 1st is kept)
-     "embed_actor_trace_dir": "/tmp/d",       # each embed actor call appends its row count to <dir>/<pid>
+     "embed_actor_trace_dir": "/tmp/d",       # each embed actor call appends its row count to <dir>/<node>-<pid>
      "embed_actor_exit_marker": "/tmp/m",     # the first embed actor call that finds no file there
                                               # creates it and kills its actor process
      "train_exit_before_step": 5,             # elmo train: worker `train_exit_rank` exits before that
@@ -78,9 +78,13 @@ def exit_embed_actor_once(faults: Faults) -> None:
 
 
 def trace_embed_actor(faults: Faults, rows: int) -> None:
-    """An embed actor call: append its row count to ``<embed_actor_trace_dir>/<pid>`` (which actors worked)."""
+    """An embed actor call: append its row count to ``<embed_actor_trace_dir>/<node id>-<pid>`` (which
+    actors on which nodes worked)."""
     if faults.embed_actor_trace_dir:
-        with open(os.path.join(faults.embed_actor_trace_dir, str(os.getpid())), "a") as trace:
+        import ray
+
+        name = f"{ray.get_runtime_context().get_node_id()[:12]}-{os.getpid()}"
+        with open(os.path.join(faults.embed_actor_trace_dir, name), "a") as trace:
             trace.write(f"{rows}\n")
 
 

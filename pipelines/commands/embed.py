@@ -40,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-actor", type=non_negative_float, help="GPUs per actor, fractions allowed (default 0)")
     p.add_argument("--wait", dest="wait_s", type=non_negative_float, metavar="SECONDS",
                    help="wait up to SECONDS for another run's lease on --output (default 0: exit 75 at once)")
+    p.add_argument("--replace", action="store_true", default=None,
+                   help="re-embed every input with this model and these settings, switched in one commit "
+                        "(an output holds one model's vectors; without it a run with another model stops)")
+    p.add_argument("--prune", action="store_true", default=None,
+                   help="drop the rows of inputs embedded earlier that are no longer under --input")
     add_ingest_arguments(p)
     add_config_arguments(p)
     p.set_defaults(handler=run)
@@ -53,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
              "output": args.output, "layers": args.layers, "pooling": args.pooling, "dtype": args.dtype,
              "precision": args.precision,
              "batch_size": args.batch_size, "actors": args.actors, "cpus_per_actor": args.cpus_per_actor,
-             "gpus_per_actor": args.gpus_per_actor, "wait_s": args.wait_s, **ingest_flags(args)}
+             "gpus_per_actor": args.gpus_per_actor, "wait_s": args.wait_s, "replace": args.replace,
+             "prune": args.prune, **ingest_flags(args)}
     config = load_config(EmbedJobConfig, args.config, flags, args.overrides)
     result = run_embed(config)
     if not result.embedded:

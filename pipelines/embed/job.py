@@ -29,7 +29,7 @@ from typing import Literal
 import pyarrow as pa
 
 from elmo_model.errors import ElmoError
-from elmo_model.precision import PRECISIONS
+from elmo_model.precision_modes import PRECISIONS
 from pipelines import fault_injection
 from pipelines.embed import manifest
 from pipelines.embed.output import OutputSpec
@@ -67,6 +67,8 @@ class EmbedJobConfig:
     stall_warning_s: float = 120.0  # print what the job waits for after this long without new output (0: never)
     lease_ttl_s: float = 120.0  # the run's lease on the output expires this long after its last renewal
     wait_s: float = 0.0  # how long to wait for another run's lease on the output (0: fail at once)
+    replace: bool = False  # re-embed every input with this run's model and settings, in one switch
+    prune: bool = False  # drop the rows of inputs no longer listed under --input
     ingest: IngestConfig = field(default_factory=IngestConfig)
 
     def spec(self) -> OutputSpec:
@@ -111,6 +113,76 @@ class EmbedResult:
     blocks: int = 0  # read blocks embedded by this run
 
 
+def binding(config: EmbedJobConfig, model_hash: str, model_files: dict[str, str] | None = None) -> dict:
+    """What an output is bound to: one model and one set of output settings (the manifest's
+    ``binding``), with the model files' fingerprints (a no-op rerun needs not read the weights)."""
+    bound = {"settings_hash": settings_hash(config, model_hash), "model": model_hash, "precision": config.precision,
+             **dataclasses.asdict(config.spec())}
+    if model_files:
+        bound["model_files"] = model_files
+    return bound
+
+
+def model_file_fingerprints(model_url: str, options: StorageOptions | None) -> dict[str, str] | None:
+    """Size + ETag/mtime of the model's two files (None for http(s) models or when a file is missing)."""
+    from pipelines.io.storage import join_url, list_files
+
+    if model_url.startswith(("http://", "https://")):
+        return None
+    found = {}
+    for name in ("options.json", "weights.hdf5"):
+        try:
+            entries = list_files(join_url(model_url, name, options), options)
+        except ElmoError:
+            return None
+        if len(entries) != 1:
+            return None
+        found[name] = manifest.input_fingerprint(entries[0])
+    return found
+
+
+def _up_to_date_without_loading(config: EmbedJobConfig, out: Location, entries: list[FileEntry],
+                                model_files: dict[str, str] | None) -> bool:
+    """A no-op rerun decided from the manifest alone: the output is bound to these very model files
+    (same fingerprints) and settings, and every input is committed and unchanged. Read-only."""
+    if not model_files or config.replace:
+        return False
+    try:
+        state = manifest.read_state(out)
+    except ElmoError:
+        return False
+    bound = state.binding or {}
+    if bound.get("model_files") != model_files or not bound.get("model"):
+        return False
+    settings = settings_hash(config, bound["model"])
+    gone = config.prune and any(url not in {e.url for e in entries} for url in state.inputs)
+    if bound.get("settings_hash") != settings or gone or manifest.plan(entries, state.inputs, settings):
+        return False
+    return not any(manifest.leftovers(out, state))  # else the full path recovers what earlier runs left
+
+
+def _describe(bound: dict) -> str:
+    if "model" not in bound:
+        return ("vectors of several models or settings" if bound["settings_hash"] == "mixed"
+                else f"vectors of settings {bound['settings_hash']} (written by an earlier version)")
+    return (f"vectors of model {bound['model']} (layers {bound['layers']}, pooling {bound['pooling']}, "
+            f"dtype {bound['dtype']}, precision {bound['precision']})")
+
+
+def check_binding(out_url: str, state: manifest.ManifestState, mine: dict, replace: bool) -> None:
+    """One model per output: a run with another model or other output settings stops (exit 2)
+    unless it replaces everything."""
+    bound = manifest.binding_of(state)
+    if bound is None or bound["settings_hash"] == mine["settings_hash"]:
+        return
+    if replace:
+        log.warning("%s: --replace: replacing %s with %s", out_url, _describe(bound), _describe(mine))
+        return
+    raise ElmoError(f"{out_url}: holds {_describe(bound)}; this run would add {_describe(mine)}. "
+                    "An output holds one model's vectors: use another --output, or --replace to re-embed "
+                    "every input with this run's model")
+
+
 def settings_hash(config: EmbedJobConfig, model_hash: str) -> str:
     """What makes old outputs stale besides the input itself: the model and the output settings."""
     relevant = {"model": model_hash, "spec": dataclasses.asdict(config.spec()),
@@ -127,6 +199,17 @@ def _only(plan: InputPlan, urls: set[str]) -> InputPlan:
 def _add_output_key(batch: pa.Table) -> pa.Table:
     keys = [manifest.output_key(url) for url in batch.column("source").to_pylist()]
     return batch.append_column("output_key", pa.array(keys, pa.string()))
+
+
+def check_output_outside_inputs(out_url: str, inputs: tuple[str, ...], options: StorageOptions | None) -> None:
+    """An output inside an input prefix (or an input inside the output) would read its own Parquet
+    as input on the next run: refused before any work."""
+    out = out_url.rstrip("/")
+    for raw in inputs:
+        url = resolve(raw, options).url.rstrip("/")
+        if out == url or out.startswith(url + "/") or url.startswith(out + "/"):
+            raise ElmoError(f"--output {out_url} is inside --input {url} (or holds it): the next run would read "
+                            "its own vectors as input; choose an output outside the inputs")
 
 
 def check_model(config: EmbedJobConfig, options: StorageOptions | None) -> str:
@@ -183,24 +266,44 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
     faults = fault_injection.planned()
     entries, plan = list_inputs(config.inputs, config.ingest, options)
     out = resolve(config.output, options)
+    check_output_outside_inputs(out.url, config.inputs, options)
     check_output(out.url, options)
-    digest = check_model(config, options)
+    model_files = model_file_fingerprints(config.model, options)
+    if _up_to_date_without_loading(config, out, entries, model_files):
+        log.info("all %d inputs are up to date under %s (same model files): nothing to do", len(entries), out.url)
+        return EmbedResult([], len(entries), 0, out.url)
+    digest = check_model(config, options)  # the weights are checked before any new embedding
     settings = settings_hash(config, digest)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     with RunLease(out, run_id, config.lease_ttl_s).acquire(config.wait_s) as lease:
         state = manifest.recover(out, run_id)
-        todo = manifest.plan(entries, state.inputs, settings)
+        bound = binding(config, digest, model_files)
+        check_binding(out.url, state, bound, config.replace)
+        listed = {e.url for e in entries}
+        gone = [url for url in state.inputs if url not in listed]
+        todo = list(entries) if config.replace else manifest.plan(entries, state.inputs, settings)
+        if not config.replace and gone and config.prune:
+            state = manifest.commit(out, state, f"{run_id}-prune", out.join(manifest.STAGING, run_id), [], {}, {},
+                                    settings, binding=bound, drop=gone)
+            log.info("pruned the rows of %d input(s) no longer listed", len(gone))
+        elif gone and not config.replace:
+            log.info("%d input(s) embedded earlier are no longer listed; their rows stay (--prune drops them)",
+                     len(gone))
         if not todo:
             log.info("all %d inputs are up to date under %s: nothing to do", len(entries), out.url)
             return EmbedResult([], len(entries), 0, out.url)
         ensure_ray()
         check_placement(config.pool_needs(), config.wait_for_nodes_s)
-        remaining, plans = plan_todo_blocks(config, plan, todo, state.inputs, settings)
+        remaining, plans = plan_todo_blocks(config, plan, todo, {} if config.replace else state.inputs, settings)
         numbered = number_read_blocks(remaining, plan, plans, config.read_task_cpus)
         groups = group_blocks(numbered, config.commit_bytes)
         by_url = {e.url: e for e in todo}
         total = 0
         try:
+            if config.replace:  # everything staged first, then one commit: readers never see two models
+                total = _replace_all(config, out, state, run_id, groups, plan, plans, by_url, digest, bound, options,
+                                     faults, lease)
+                return EmbedResult([e.url for e in todo], 0, total, out.url, 1, len(numbered))
             for k, group in enumerate(groups):
                 staging = out.join(manifest.STAGING, run_id, f"g{k:05d}")
                 inputs = [by_url[u] for u in dict.fromkeys(b.url for b in group)]
@@ -211,7 +314,7 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
                 lease.check()
                 keys = {e.url: [b.key for b in group if b.url == e.url] for e in inputs}
                 state = manifest.commit(out, state, f"{run_id}-{k:05d}", staging, inputs, staged, rows, settings,
-                                        keys, plans)
+                                        keys, plans, binding=bound)
                 total += sum(rows.values())
                 if len(groups) > 1:
                     log.info("committed group %d/%d: %d read block(s) of %d input(s), %d sentences", k + 1,
@@ -220,6 +323,31 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
             with contextlib.suppress(Exception):  # (otherwise the next run removes them)
                 remove_tree(out.join(manifest.STAGING, run_id))
     return EmbedResult([e.url for e in todo], len(entries) - len(todo), total, out.url, len(groups), len(numbered))
+
+
+def _replace_all(config: EmbedJobConfig, out: Location, state: manifest.ManifestState, run_id: str,
+                 groups: list[list[ReadBlock]], plan: InputPlan, plans: dict[str, list[str]],
+                 by_url: dict[str, FileEntry], digest: str, bound: dict, options: StorageOptions | None,
+                 faults: fault_injection.Faults, lease: object) -> int:
+    """``--replace``: stage every group, then commit them all at once (every earlier row deleted,
+    inputs no longer listed included); a crash before that commit leaves the output as it was."""
+    staged: dict[str, list[str]] = {}
+    rows: dict[str, int] = {}
+    for k, group in enumerate(groups):
+        staging = out.join(manifest.STAGING, run_id, f"g{k:05d}")
+        inputs = [by_url[u] for u in dict.fromkeys(b.url for b in group)]
+        _embed_to_staging(config, group, plan, staging, digest, options, faults)
+        group_staged, group_rows = _staged_outputs(out, staging, inputs)
+        for url in group_staged:
+            staged.setdefault(url, []).extend(group_staged[url])
+            rows[url] = rows.get(url, 0) + group_rows[url]
+        log.info("staged group %d/%d for the replacement", k + 1, len(groups))
+    check_sentences({url: rows.get(url, 0) for url in by_url})
+    fault_injection.crash_before_commit(faults, 1)
+    lease.check()  # type: ignore[attr-defined]
+    manifest.commit(out, state, f"{run_id}-replace", out.join(manifest.STAGING, run_id), list(by_url.values()),
+                    staged, rows, bound["settings_hash"], binding=bound, replace_all=True)
+    return sum(rows.values())
 
 
 def _check_completed_inputs(state: manifest.ManifestState, group: list[ReadBlock], plans: dict[str, list[str]],

@@ -2,8 +2,11 @@
 
 ``_manifest.json`` records, per input file, its fingerprint (size + ETag/mtime), the hash of the
 run settings (model + layers/pooling/dtype) and the output files it produced, plus the id of the
-last commit. A run (holding the output's lease, :mod:`pipelines.embed.lease`) embeds groups of new
-or changed inputs into ``_staging/<run_id>/<group>/`` and commits each group as it finishes:
+last commit; an input of which only some read blocks (:mod:`pipelines.ingest.blocks`) are
+committed also records the keys of all its blocks (``parts``) and of those committed (``done``),
+and the next run embeds only the rest. A run (holding the output's lease,
+:mod:`pipelines.embed.lease`) embeds groups of read blocks of new, changed or partly committed
+inputs into ``_staging/<run_id>/<group>/`` and commits each group as it finishes:
 
 1. ``_commits/<commit_id>.json`` is written: the moves (staging → final) and the deletions (old
    outputs of replaced inputs) — the commit *intent*;
@@ -106,11 +109,27 @@ class ManifestState:
     commit: str | None
     fence: str | None
     token: str | None
+    binding: dict | None = None  # the one model and output settings of every row (see :func:`binding_of`)
 
-    def payload(self, inputs: dict[str, InputRecord], commit: str | None, fence: str | None) -> bytes:
-        return json.dumps({"version": 2, "commit": commit, "fence": fence,
-                           "inputs": {u: r.as_json() for u, r in sorted(inputs.items())}},
-                          indent=1, sort_keys=True).encode()
+    def payload(self, inputs: dict[str, InputRecord], commit: str | None, fence: str | None,
+                binding: dict | None = None) -> bytes:
+        raw = {"version": 2, "commit": commit, "fence": fence,
+               "inputs": {u: r.as_json() for u, r in sorted(inputs.items())}}
+        if binding is not None:
+            raw["binding"] = binding
+        return json.dumps(raw, indent=1, sort_keys=True).encode()
+
+
+def binding_of(state: ManifestState) -> dict | None:
+    """The model and output settings the output is bound to: the manifest's ``binding``; for a
+    manifest of an earlier version, the settings hash all its inputs share (``{"settings_hash": h}``),
+    or ``{"settings_hash": "mixed"}`` when they differ; None for an empty output."""
+    if state.binding is not None:
+        return state.binding
+    hashes = {r.settings_hash for r in state.inputs.values()}
+    if not hashes:
+        return None
+    return {"settings_hash": hashes.pop() if len(hashes) == 1 else "mixed"}
 
 
 def read_state(output: Location) -> ManifestState:
@@ -122,7 +141,7 @@ def read_state(output: Location) -> ManifestState:
         inputs = {url: InputRecord.from_json(rec) for url, rec in raw["inputs"].items()}
     except (ValueError, KeyError, TypeError) as exc:
         raise ElmoError(f"{output.join(MANIFEST).url}: not a readable manifest ({type(exc).__name__}: {exc})") from None
-    return ManifestState(inputs, raw.get("commit"), raw.get("fence"), current.token)
+    return ManifestState(inputs, raw.get("commit"), raw.get("fence"), current.token, raw.get("binding"))
 
 
 def load_manifest(output: Location) -> dict[str, InputRecord]:
@@ -130,12 +149,14 @@ def load_manifest(output: Location) -> dict[str, InputRecord]:
 
 
 def _swap(output: Location, state: ManifestState, inputs: dict[str, InputRecord], commit: str | None,
-          fence: str | None) -> ManifestState:
-    """Replace the manifest only if it is still ``state`` (raises :class:`ConditionFailed`)."""
-    data = state.payload(inputs, commit, fence)
+          fence: str | None, binding: dict | None = None) -> ManifestState:
+    """Replace the manifest only if it is still ``state`` (raises :class:`ConditionFailed`); the
+    binding stays ``state``'s unless one is given."""
+    binding = binding if binding is not None else state.binding
+    data = state.payload(inputs, commit, fence, binding)
     loc = output.join(MANIFEST)
     token = create_exclusive(loc, data) if state.token is None else replace_if(loc, data, state.token)
-    return ManifestState(inputs, commit, fence, token)
+    return ManifestState(inputs, commit, fence, token, binding)
 
 
 def plan(inputs: Iterable[FileEntry], manifest: dict[str, InputRecord], settings_hash: str) -> list[FileEntry]:
@@ -157,18 +178,26 @@ def _write_json(output: Location, relative: str, payload: dict) -> None:
 
 def commit(output: Location, state: ManifestState, commit_id: str, staging: Location, embedded: list[FileEntry],
            staged: dict[str, list[str]], rows: dict[str, int], settings_hash: str,
-           blocks: dict[str, list[str]] | None = None, parts: dict[str, list[str]] | None = None) -> ManifestState:
+           blocks: dict[str, list[str]] | None = None, parts: dict[str, list[str]] | None = None,
+           binding: dict | None = None, drop: Iterable[str] = (), replace_all: bool = False) -> ManifestState:
     """Make the staged outputs of one group visible and record them; returns the new manifest state.
 
     ``staged[url]`` lists the staging files (relative to the output URL) produced from input ``url``;
     ``staging`` is the group's staging folder. ``blocks[url]`` names the read blocks of ``url`` this
     group holds and ``parts[url]`` all of that input's blocks (both absent: the whole input): an input
     whose blocks are not all committed yet is recorded with ``parts``/``done`` and continued by the
-    next run. The first commit of a new version of an input deletes the old version's files. Raises
-    :class:`ManifestChanged` (after discarding the group's intent and staging) when the manifest is
-    no longer ``state``.
+    next run. The first commit of a new version of an input deletes the old version's files.
+    ``binding`` is recorded as the output's model and settings; the inputs in ``drop`` lose their
+    rows and records; ``replace_all``: every earlier row is deleted, whatever its input (a switch
+    to another model in one commit). Raises :class:`ManifestChanged` (after discarding the
+    group's intent and staging) when the manifest is no longer ``state``.
     """
-    moves, deletes, updated = [], [], dict(state.inputs)
+    moves, deletes = [], []
+    updated = {} if replace_all else dict(state.inputs)
+    for url in (state.inputs if replace_all else drop):
+        if url in state.inputs:
+            deletes.extend(state.inputs[url].files)
+            updated.pop(url, None)
     for entry in embedded:
         key = output_key(entry.url)
         finals = []
@@ -176,7 +205,7 @@ def commit(output: Location, state: ManifestState, commit_id: str, staging: Loca
             dst = f"{key}/part-{commit_id}-{k:05d}.parquet"
             moves.append((src, dst))
             finals.append(dst)
-        previous = state.inputs.get(entry.url)
+        previous = None if replace_all else state.inputs.get(entry.url)
         in_group = list((blocks or {}).get(entry.url, ()))
         all_parts = list((parts or {}).get(entry.url, in_group))
         kept, kept_rows, done = (), 0, in_group
@@ -192,7 +221,7 @@ def commit(output: Location, state: ManifestState, commit_id: str, staging: Loca
     intent = {"commit": commit_id, "moves": moves, "deletes": deletes, "staging": staging.path, "created": time.time()}
     _write_json(output, intent_path, intent)
     try:
-        new_state = _swap(output, state, updated, commit_id, state.fence)  # the commit point
+        new_state = _swap(output, state, updated, commit_id, state.fence, binding)  # the commit point
     except ConditionFailed:
         _rm(output, intent_path)
         remove_tree(staging)
@@ -212,18 +241,19 @@ def _rm(output: Location, relative: str) -> None:
 
 
 def _apply(output: Location, intent: dict) -> None:
-    """Idempotent: moves whose source is gone are already done."""
+    """Idempotent: moves whose source is gone are already done. Old files go first, then the new
+    ones move in: a reader of ``*.parquet`` during the switch may miss rows, never sees two versions."""
     fs = output.fs
+    keep = {dst for _, dst in intent["moves"]}
+    for old in intent["deletes"]:
+        if old not in keep:
+            _rm(output, old)
     for src, dst in intent["moves"]:
         src_path, dst_path = output.join(src).path, output.join(dst).path
         if fs.exists(src_path):
             if output.scheme == "file":
                 fs.makedirs(posixpath.dirname(dst_path), exist_ok=True)
             fs.mv(src_path, dst_path)
-    keep = {dst for _, dst in intent["moves"]}
-    for old in intent["deletes"]:
-        if old not in keep:
-            _rm(output, old)
     staging = intent.get("staging")
     if staging and staging.startswith(output.join(STAGING).path + "/"):
         remove_tree(Location(output.uri(staging), output.scheme, staging, output.fs, output.arrow_fs))
@@ -247,15 +277,22 @@ def _committed_looking(output: Location) -> list[str]:
     return [r for r in relative if _PART.match(r)]
 
 
+def leftovers(output: Location, state: ManifestState) -> tuple[list[str], list[str], list[str]]:
+    """What recovery would act on: commit intents, staging folders and committed-looking files
+    that ``state`` does not list."""
+    intents = [p for p in _listed(output, COMMITS) if p.endswith(".json")]
+    stagings = _listed(output, STAGING)
+    listed = {f for record in state.inputs.values() for f in record.files}
+    orphans = [f for f in _committed_looking(output) if f not in listed]
+    return intents, stagings, orphans
+
+
 def recover(output: Location, run_id: str, attempts: int = 5) -> ManifestState:
     """Under the lease: finish or drop what earlier runs left, remove unlisted output files; returns
     the manifest state this run commits against."""
     for _ in range(attempts):
         state = read_state(output)
-        intents = [p for p in _listed(output, COMMITS) if p.endswith(".json")]
-        stagings = _listed(output, STAGING)
-        listed = {f for record in state.inputs.values() for f in record.files}
-        orphans = [f for f in _committed_looking(output) if f not in listed]
+        intents, stagings, orphans = leftovers(output, state)
         if not (intents or stagings or orphans):
             return state
         try:  # from here on, a run that lost its lease cannot commit any more
