@@ -33,7 +33,7 @@ MIN_BLOCK_BYTES = 64 << 10  # blocks are not made smaller than this to spread th
 SCAN_BYTES = 64 << 10  # read step while looking for a block's first newline
 CHUNK_BYTES = 4 << 20  # read step inside a block
 WHOLE = "all"
-UNSPLITTABLE_SUFFIXES = (".gz",)  # compressed streams: read whole, cut into bounded tables as they are read
+UNSPLITTABLE_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zstd")  # compressed: read whole, in bounded tables
 
 
 @dataclass(frozen=True)

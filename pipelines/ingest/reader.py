@@ -38,7 +38,7 @@ DEFAULT_READ_CPUS = 0.25  # per read task: fits beside actors on any node that h
 # Memory a read task asks for (it holds one bounded table at a time). Also makes the read stage's
 # remote arguments differ from any actor stage's, so that Ray Data never fuses reads into an actor
 # pool (a fused stage bundles many read blocks into one task on one actor).
-READ_TASK_MEMORY = 64 << 20
+READ_TASK_MEMORY = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class IngestConfig:
     max_characters_per_token: int = MAX_CHARS
 
     def __post_init__(self) -> None:
+        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or self.max_tokens < 1):
+            raise ElmoError(f"ingest.max_tokens must be at least 1, got {self.max_tokens} (leave it unset for no cap)")
         if not self.id_field:  # one spelling of "none" ("") so the resolved config.toml reloads the same
             object.__setattr__(self, "id_field", "")
 

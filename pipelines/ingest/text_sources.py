@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from elmo_model.errors import ElmoError
 from pipelines.ingest import blocks as blocks_mod
+from pipelines.ingest import compression
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ RECORD_SCHEMA = pa.schema([
     ("text", pa.string()), ("bad_utf8", pa.bool_()),
 ])
 CHUNK_BYTES = blocks_mod.CHUNK_BYTES  # bytes read per step; one output table per chunk
-_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz", ".json")
+_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")  # also under a compression suffix (.jsonl.gz, .json.zst, ...)
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
@@ -42,7 +43,7 @@ def detect_format(path: str, requested: str = "auto") -> Format:
     """The format of ``path``: ``requested`` unless it is ``auto``; then by suffix (default txt)."""
     if requested != "auto":
         return requested  # type: ignore[return-value]
-    lower = path.lower()
+    lower = compression.strip_compression_suffix(path.lower())
     if lower.endswith(_PARQUET_SUFFIXES):
         return "parquet"
     if lower.endswith(_JSONL_SUFFIXES):
@@ -73,7 +74,10 @@ def decode_bad_line(raw: bytes, policy: Utf8Policy, url: str, line: int) -> str 
 
 
 def _decode_chunk(chunk: bytes, first_line: int, policy: Utf8Policy, url: str) -> tuple[list, list[bool]]:
-    """Lines of ``chunk`` (complete lines, no trailing newline) as text, plus bad-UTF-8 flags."""
+    """Lines of ``chunk`` (complete lines, no trailing newline) as text, plus bad-UTF-8 flags.
+    NUL bytes are read as spaces (a tokenizer then splits there)."""
+    if b"\x00" in chunk:
+        chunk = chunk.replace(b"\x00", b" ")
     try:
         lines = chunk.decode("utf-8").split("\n")
         return [s[:-1] if s.endswith("\r") else s for s in lines], [False] * len(lines)
@@ -91,14 +95,23 @@ def _decode_chunk(chunk: bytes, first_line: int, policy: Utf8Policy, url: str) -
     return texts, bad
 
 
-def _stream_blocks(stream: Any, url: str) -> Iterator[bytes]:
+_READ_ERRORS = (*compression.READ_ERRORS, zlib.error, pa.ArrowException)
+
+
+def _stream_blocks(stream: Any, url: str, codec: str | None) -> Iterator[bytes]:
+    first = True
     while True:
         try:
             block = stream.read(CHUNK_BYTES)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise ElmoError(f"{url}: corrupt or truncated gzip data ({exc})") from None
+        except _READ_ERRORS as exc:
+            if codec is None:
+                raise ElmoError(f"{url}: cannot read: {exc}") from None
+            raise ElmoError(f"{url}: corrupt or truncated {codec} data ({exc})") from None
         if not block:
             return
+        if first:
+            compression.check_text(block, url)
+            first = False
         yield block
 
 
@@ -116,24 +129,51 @@ def _raw_chunks(blocks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _open_lines(arrow_fs: Any, path: str, url: str, byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
-    """Runs of complete lines of the file, or of its block ``bytes:S-E`` (:mod:`pipelines.ingest.blocks`)."""
+    """Runs of complete lines of the file, or of its block ``bytes:S-E`` (:mod:`pipelines.ingest.blocks`).
+
+    Compressed data (by name or by its first bytes, :mod:`pipelines.ingest.compression`) is not
+    splittable: the block at offset 0 streams the whole file decompressed, the others yield nothing."""
     try:
-        stream = (arrow_fs.open_input_stream(path, compression=None) if byte_range is None
-                  else arrow_fs.open_input_file(path))
+        handle = arrow_fs.open_input_file(path)
     except FileNotFoundError:
         raise ElmoError(f"{url}: file not found") from None
     except OSError as exc:
         raise ElmoError(f"{url}: cannot open: {exc}") from None
-    with stream:
-        if byte_range is not None:
-            blocks = blocks_mod.byte_range_chunks(stream, byte_range[0], byte_range[1], stream.size())
+    with handle:
+        try:
+            size = handle.size()
+            head = handle.read_at(min(compression.HEAD_BYTES, size), 0) if size else b""
+        except OSError as exc:
+            raise ElmoError(f"{url}: cannot read: {exc}") from None
+        codec = compression.codec_of(path, head, url)
+        if codec is not None:
+            if byte_range is not None and byte_range[0] > 0:
+                return
+            handle.seek(0)
+            blocks = _stream_blocks(compression.decompressed(handle, codec), url, codec)
+        elif byte_range is not None:
+            chunks = blocks_mod.byte_range_chunks(handle, byte_range[0], byte_range[1], size)
+            blocks = _checked_first(chunks, url) if byte_range[0] == 0 else chunks
         else:
-            source = gzip.GzipFile(fileobj=stream, mode="rb") if path.lower().endswith(".gz") else stream
-            blocks = _stream_blocks(source, url)
+            handle.seek(0)
+            blocks = _stream_blocks(handle, url, None)
         try:
             yield from _raw_chunks(blocks)
         except OSError as exc:
             raise ElmoError(f"{url}: cannot read: {exc}") from None
+
+
+def _checked_first(chunks: Iterator[bytes], url: str) -> Iterator[bytes]:
+    for k, chunk in enumerate(chunks):
+        if k == 0:
+            compression.check_text(chunk, url)
+        yield chunk
+
+
+def _strip_bom(texts: list, line: int) -> None:
+    """A UTF-8 byte-order mark at the start of a file is not text."""
+    if line == 0 and texts and isinstance(texts[0], str) and texts[0].startswith("\ufeff"):
+        texts[0] = texts[0][1:]
 
 
 def read_text_file(arrow_fs: Any, path: str, url: str, policy: Utf8Policy = "replace",
@@ -143,6 +183,7 @@ def read_text_file(arrow_fs: Any, path: str, url: str, policy: Utf8Policy = "rep
     line, n_bad = first_line, 0
     for chunk in _open_lines(arrow_fs, path, url, byte_range):
         texts, bad = _decode_chunk(chunk, line, policy, url)
+        _strip_bom(texts, line)
         n_bad += sum(bad)
         yield _table(url, line, texts, bad)
         line += len(texts)
@@ -179,6 +220,7 @@ def read_jsonl_file(arrow_fs: Any, path: str, url: str, text_field: str = "text"
     line, n_bad = first_line, 0
     for chunk in _open_lines(arrow_fs, path, url, byte_range):
         texts, bad = _decode_chunk(chunk, line, policy, url)
+        _strip_bom(texts, line)
         rows: tuple[list, list, list, list] = ([], [], [], [])
         for i, (raw_text, is_bad) in enumerate(zip(texts, bad)):
             if raw_text is not None and not raw_text.strip():
@@ -209,6 +251,12 @@ def read_parquet_file(arrow_fs: Any, path: str, url: str, text_field: str = "tex
     names = handle.schema_arrow.names
     if text_field not in names:
         raise ElmoError(f"{url}: no column {text_field!r} (columns: {', '.join(names)}; set --text-field)")
+    text_type = handle.schema_arrow.field(text_field).type
+    if pa.types.is_dictionary(text_type):
+        text_type = text_type.value_type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)
+            or getattr(pa.types, "is_string_view", lambda t: False)(text_type)):
+        raise ElmoError(f"{url}: column {text_field!r} is {text_type}, expected strings (set --text-field to a text column)")
     columns = [text_field] + ([id_field] if id_field and id_field in names else [])
     row = first_row
     groups = None if row_groups is None else list(range(*row_groups))
