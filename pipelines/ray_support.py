@@ -38,13 +38,16 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     import ray
 
     from pipelines import ray_noise
-    from pipelines.io.worker_env import job_runtime_env
+    from pipelines.io.worker_env import job_runtime_env, joins_existing_ray
 
     if not ray.is_initialized():
         ray_noise.on_ray_start()
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+        # Without RAY_ADDRESS, a Ray of our own: a plain ray.init() would join any `ray start` cluster
+        # on this machine (its ray_current_cluster file), someone else's included.
+        address = None if joins_existing_ray() else "local"
+        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
                  runtime_env=job_runtime_env())
-        if os.environ.get("RAY_ADDRESS", "") in ("", "local"):
+        if address == "local":
             start_watchdog()
         ray_noise.after_ray_start()
 
