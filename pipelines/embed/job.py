@@ -16,6 +16,7 @@ stops (exit status 75).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import dataclasses
 import hashlib
@@ -24,6 +25,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Literal
 
 import pyarrow as pa
@@ -34,6 +36,7 @@ from pipelines import fault_injection
 from pipelines.embed import manifest
 from pipelines.embed.output import OutputSpec
 from pipelines.embed.placement import PoolNeeds
+from pipelines.io.lease import LeaseLost, RunLease
 from pipelines.ingest.blocks import DEFAULT_BLOCK_BYTES, MIN_BLOCK_BYTES, ReadBlock, block_size
 from pipelines.ingest.reader import DEFAULT_READ_CPUS, READ_TASK_MEMORY, IngestConfig, InputPlan, check_sentences, list_inputs
 from pipelines.io.storage import FileEntry, Location, StorageOptions, check_output, remove_tree, resolve
@@ -257,7 +260,6 @@ def plan_todo_blocks(config: EmbedJobConfig, plan: InputPlan, todo: list[FileEnt
 
 def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> EmbedResult:
     """Embed the new or changed inputs of ``config`` and commit them under ``config.output``."""
-    from pipelines.embed.lease import RunLease
     from pipelines.embed.placement import check_placement
     from pipelines.ingest.reader import number_read_blocks
     from pipelines.ray_support import ensure_ray
@@ -275,7 +277,8 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
     digest = check_model(config, options)  # the weights are checked before any new embedding
     settings = settings_hash(config, digest)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    with RunLease(out, run_id, config.lease_ttl_s).acquire(config.wait_s) as lease:
+    with RunLease(out, run_id, config.lease_ttl_s, on_lost=_thread.interrupt_main).acquire(config.wait_s) as lease, \
+            _stop_when_lost(lease):
         state = manifest.recover(out, run_id)
         bound = binding(config, digest, model_files)
         check_binding(out.url, state, bound, config.replace)
@@ -323,6 +326,17 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
             with contextlib.suppress(Exception):  # (otherwise the next run removes them)
                 remove_tree(out.join(manifest.STAGING, run_id))
     return EmbedResult([e.url for e in todo], len(entries) - len(todo), total, out.url, len(groups), len(numbered))
+
+
+@contextlib.contextmanager
+def _stop_when_lost(lease: RunLease) -> Iterator[None]:
+    """A lost lease interrupts the main thread (``on_lost``): end the run with the lease's one line."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if lease.lost_reason is None:
+            raise
+        raise LeaseLost(lease.lost_reason) from None
 
 
 def _replace_all(config: EmbedJobConfig, out: Location, state: manifest.ManifestState, run_id: str,

@@ -11,7 +11,8 @@ at once, so a crashed scheduled run does not block the next one for ``ttl_s``.
 The lease keeps honest runs apart; the embed manifest's own compare-and-swap
 (:mod:`pipelines.embed.manifest`) makes sure that a run which lost its lease anyway (paused past its
 expiry) cannot commit, and ``elmo train`` stops a run whose lease was taken over
-(:meth:`RunLease.lost`). Moved here from ``pipelines.embed.lease``, which re-exports it.
+(:meth:`RunLease.lost`). A store that does not answer for longer than the TTL loses the lease too:
+the heartbeat says so and calls ``on_lost`` (``elmo embed`` then stops with one line). Moved here from ``pipelines.embed.lease``, which re-exports it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from elmo_model.errors import ElmoError
@@ -107,8 +109,11 @@ class RunLease:
     :meth:`acquire`, then :meth:`check` / :meth:`release`. ``command`` names the kind of run in
     messages (``another elmo embed is writing there``)."""
 
-    def __init__(self, output: Location, run_id: str, ttl_s: float, command: str = "elmo embed") -> None:
+    def __init__(self, output: Location, run_id: str, ttl_s: float, command: str = "elmo embed",
+                 on_lost: Callable[[], None] | None = None) -> None:
         self.loc = output.join(LEASE)
+        self._on_lost = on_lost  # called (from the heartbeat thread) once the lease is lost
+        self._renewed = time.monotonic()
         self.output_url, self.run_id, self.ttl_s, self.command = output.url, run_id, ttl_s, command
         self._token: str | None = None
         self._started = time.time()
@@ -134,6 +139,7 @@ class RunLease:
                 raise LeaseHeld(f"{self.output_url}: another {self.command} is writing there: {holder.describe()}; "
                                 f"its lease expires in {remaining} s unless renewed (retry later, or --wait SECONDS)")
             time.sleep(max(0.05, min(poll_s, deadline - time.monotonic())))
+        self._renewed = time.monotonic()
         self._thread = threading.Thread(target=self._heartbeat, name=f"{self.command.replace(' ', '-')}-lease",
                                         daemon=True)
         self._thread.start()
@@ -169,9 +175,24 @@ class RunLease:
             try:
                 self.renew()
             except LeaseLost:
+                self._lease_lost()
                 return
-            except Exception as exc:  # storage hiccup: keep trying until the lease runs out
-                log.warning("could not renew the lease on %s: %s", self.output_url, exc)
+            except Exception as exc:  # storage hiccup: keep trying (every ttl/4) until the lease runs out
+                silent = time.monotonic() - self._renewed
+                if silent < self.ttl_s:
+                    log.warning("could not renew the lease on %s: %s", self.output_url, exc)
+                    continue
+                with self._lock:
+                    self._lost = (f"{self.output_url}: this run ({self.run_id}) lost its lease: the store did not "
+                                  f"answer for {silent:.0f} s, past the lease's {self.ttl_s:g} s ({exc}); stopped, "
+                                  "nothing more is committed (rerun when the store is back)")
+                log.error(self._lost)
+                self._lease_lost()
+                return
+
+    def _lease_lost(self) -> None:
+        if self._on_lost is not None:
+            self._on_lost()
 
     def renew(self) -> None:
         with self._lock:
@@ -179,6 +200,7 @@ class RunLease:
                 raise LeaseLost(self._lost)
             try:
                 self._token = replace_if(self.loc, self._record(time.time()), self._token or "")
+                self._renewed = time.monotonic()
             except ConditionFailed:
                 self._lost = (f"{self.output_url}: this run ({self.run_id}) lost its lease: another run took it "
                               "over (this one was not renewed in time); nothing more is committed")
@@ -189,6 +211,11 @@ class RunLease:
         """Raise :class:`LeaseLost` if the lease was taken over."""
         if self._lost:
             raise LeaseLost(self._lost)
+
+    @property
+    def lost_reason(self) -> str | None:
+        """Why the lease was lost (taken over, or the store unreachable past the TTL); None if held."""
+        return self._lost
 
     def lost(self) -> bool:
         """Whether the lease was taken over (:meth:`check` raises then)."""
