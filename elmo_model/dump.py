@@ -12,8 +12,10 @@ length, working memory one window, however long the line (measured at 1M tokens:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +127,7 @@ def write_embeddings(
         raise ElmoError(str(exc)) from None
     target = Path(output_file)
     partial = partial_path(target)
+    _check_space(sentences, bilm, mode, target)
     try:
         with h5py.File(partial, "w") as fout, tqdm(  # in tokens: a long line shows its progress too
             total=sum(len(s.split()) for s in sentences), unit="tok", unit_scale=True, disable=not progress,
@@ -139,9 +142,35 @@ def write_embeddings(
                 "sentence_to_index", (1,), dtype=h5py.string_dtype(), data=[json.dumps(mapping)]
             )
         os.replace(partial, target)
+    except OSError as exc:  # h5py's write errors are OSErrors; a full disk is one line, not 700
+        if _no_space(exc):
+            raise ElmoError(f"{target}: cannot write: no space left on device (nothing was written)") from None
+        raise
     finally:
         partial.unlink(missing_ok=True)
     return len(sentences)
+
+
+def _check_space(sentences: list[str], bilm: BiLm, mode: str, target: Path) -> None:
+    """Refuse before writing when the output cannot fit: HDF5 on a full disk fails deep inside its
+    library (and h5py's cleanup can then crash the process)."""
+    layers = bilm.options.n_layers + 1 if mode == "all" else 1
+    need = sum(len(s.split()) for s in sentences) * layers * bilm.options.output_dim * 4 + (1 << 20)
+    free = shutil.disk_usage(target.parent).free
+    if need > free:
+        raise ElmoError(f"{target}: no space left on device for the output: it needs about {need / 2**20:.1f} MiB, "
+                        f"{free / 2**20:.1f} MiB are free")
+
+
+def _no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` or an error in its chain says the disk is full (HDF5 puts errno 28 in its text)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) == errno.ENOSPC or "No space left on device" in str(seen) \
+                or "errno = 28" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _write_batch(fout: h5py.File, embedder: SentenceEmbedder, batch: list[list[str]], first: int, mode: str,

@@ -74,14 +74,19 @@ def shutdown_ray() -> None:
 
 class _DropElmoTracebacks(logging.Filter):
     """Ray Data logs a remote error's whole traceback (and, for an exception that is not its own
-    UserCodeException, a note calling it a Ray bug); an ElmoError's message says it all. Kept
+    UserCodeException, a note calling it a Ray bug); an ElmoError's message says it all, and so
+    does the one line a full disk becomes (``elmo embed``). Kept
     when the root logger is at DEBUG (``elmo -v``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             return True
         current = record.exc_info[1] if record.exc_info else sys.exc_info()[1]  # logged while handling it
-        return not (current is not None and _elmo_message(current) is not None)
+        if current is None:
+            return True
+        from pipelines.io.storage import no_space
+
+        return _elmo_message(current) is None and not no_space(current)  # both end as one ElmoError line
 
 
 _NOISY_LOGGERS = ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions")

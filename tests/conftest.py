@@ -1,4 +1,6 @@
 import json
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,24 @@ def tiny_files() -> tuple[Path, Path]:
 def tiny_sentences() -> list[list[str]]:
     """The fixture's 3 lists of 10 sentences."""
     return json.loads((ELMO_TINY / "sentences.json").read_text())
+
+
+@pytest.fixture
+def tmpfs(tmp_path_factory):
+    """``mount(size)`` → a directory on a tmpfs of that size (``remount(size)`` to resize it)."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        directory = tmp_path_factory.mktemp("tmpfs") / f"m{uuid.uuid4().hex[:6]}"
+        directory.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({(done.stderr or done.stdout).strip()}): needs root")
+        mounted.append(directory)
+        return directory
+
+    yield mount
+    for directory in mounted:
+        if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(directory)], capture_output=True)

@@ -402,10 +402,20 @@ def _embed_to_staging(config: EmbedJobConfig, group: list[ReadBlock], plan: Inpu
         batch_size=config.batch_size, batch_format="pyarrow", num_cpus=config.cpus_per_actor,
         num_gpus=config.gpus_per_actor or None)  # Ray Data restarts dead actors and retries their tasks
     watch = StallWatch(lambda: _staging_files(staging), config.pool_needs(), config.stall_warning_s)
-    with clean_errors(), watch:
-        vectors.write_parquet(staging.path, filesystem=staging.arrow_fs, partition_cols=["output_key"],
-                              try_create_dir=staging.scheme == "file",  # no empty marker objects on S3
-                              max_rows_per_file=config.rows_per_file, row_group_size=config.row_group_rows)
+    try:
+        with clean_errors(), watch:
+            vectors.write_parquet(staging.path, filesystem=staging.arrow_fs, partition_cols=["output_key"],
+                                  try_create_dir=staging.scheme == "file",  # no empty marker objects on S3
+                                  max_rows_per_file=config.rows_per_file, row_group_size=config.row_group_rows)
+    except ElmoError:
+        raise
+    except Exception as exc:  # a full disk: one line (Ray's traceback and its "open an issue" note, otherwise)
+        from pipelines.io.storage import no_space
+
+        if no_space(exc):
+            raise ElmoError(f"{staging.url}: cannot write: no space left on device; nothing of this group was "
+                            "committed (free space and rerun: committed groups are kept)") from None
+        raise
 
 
 def _staged_outputs(out: Location, staging: Location, todo: list[FileEntry]) -> tuple[dict[str, list[str]], dict[str, int]]:

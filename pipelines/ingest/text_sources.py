@@ -13,7 +13,6 @@ and missing fields also raise :class:`ElmoError` naming the URL.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import zlib

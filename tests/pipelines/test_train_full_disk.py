@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,27 +23,6 @@ from pipelines.train.resume import newest_complete_checkpoint
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 MODEL_FILES = {"metrics.csv", "metrics.json", "training_curve.png", "vocab.txt", "weights.hdf5", "options.json"}
-
-
-@pytest.fixture
-def tmpfs(tmp_path_factory):
-    """``mount(size)`` → a directory on a tmpfs of that size (``remount(size)`` to resize it)."""
-    mounted: list[Path] = []
-
-    def mount(size: str) -> Path:
-        directory = tmp_path_factory.mktemp("tmpfs") / f"m{uuid.uuid4().hex[:6]}"
-        directory.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({(done.stderr or done.stdout).strip()}): needs root")
-        mounted.append(directory)
-        return directory
-
-    yield mount
-    for directory in mounted:
-        if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(directory)], capture_output=True)
 
 
 def remount(directory: Path, size: int) -> None:
