@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", metavar="URL", help="where the Parquet files and _manifest.json go")
     p.add_argument("--layers", help="all | top | average | mix:w0,w1,... (default top)")
     p.add_argument("--pooling", choices=["none", "mean", "max"], help="per token (none, default) or per sentence")
+    p.add_argument("--layout", choices=["sentence", "token"],
+                   help="one row per sentence (default) or per token (position, token, one vector: for vector stores)")
     p.add_argument("--dtype", choices=["float32", "float16"], help="vector dtype (default float32)")
     p.add_argument("--batch-size", type=positive_int, help="sentences per actor call (default 256)")
     p.add_argument("--precision", choices=PRECISIONS,
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.embed.job import EmbedJobConfig, run_embed
 
     flags = {"model": args.model, "inputs": tuple(args.inputs) if args.inputs else None,
-             "output": args.output, "layers": args.layers, "pooling": args.pooling, "dtype": args.dtype,
+             "output": args.output, "layers": args.layers, "pooling": args.pooling, "layout": args.layout, "dtype": args.dtype,
              "precision": args.precision,
              "batch_size": args.batch_size, "actors": args.actors, "cpus_per_actor": args.cpus_per_actor,
              "gpus_per_actor": args.gpus_per_actor, "wait_s": args.wait_s, "replace": args.replace,

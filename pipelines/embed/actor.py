@@ -23,10 +23,11 @@ class EmbedActor(ElmoEmbedder):
 
     def __init__(self, model_url: str, spec: OutputSpec, model_hash: str, sub_batch: int | None = None,
                  device: str = "auto", storage: StorageOptions | None = None,
-                 faults: fault_injection.Faults = fault_injection.NONE, precision: str = "fp32") -> None:
+                 faults: fault_injection.Faults = fault_injection.NONE, precision: str = "fp32",
+                 layout: str = "sentence") -> None:
         # The driver loaded this model and computed its digest: a node downloads it once (cache by digest).
         super().__init__(model_url, spec.layers, spec.pooling, spec.dtype, precision=precision, sub_batch=sub_batch,
-                         device=device, storage=storage, model_hash=model_hash)
+                         device=device, storage=storage, model_hash=model_hash, layout=layout)
         self.faults = faults  # test-only (pipelines.fault_injection)
 
     def __call__(self, batch: pa.Table) -> pa.Table:

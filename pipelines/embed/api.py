@@ -14,6 +14,7 @@ Each row needs a ``text`` column (tokenized like ``elmo embed``: whitespace by d
 ``tokens`` column (a list of strings). The output keeps every input column and adds the vector
 column(s) of the layer selection (``embedding``, or ``layer_0 … layer_L`` for ``layers="all"``) and
 ``model`` (the model's digest): the same vectors as ``elmo embed`` writes for the same sentences.
+``layout="token"``: one row per token instead (``position``, ``token``, one vector per row).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from elmo_model.errors import ElmoError
-from pipelines.embed.output import OutputSpec, vectors_column
+from pipelines.embed.output import LAYOUTS, OutputSpec, token_rows, vectors_column
 from pipelines.io.storage import StorageOptions
 
 
@@ -36,7 +37,8 @@ class ElmoEmbedder:
     def __init__(self, model_url: str, layers: str = "top", pooling: str = "none", dtype: str = "float32",
                  precision: str = "fp32", text_column: str = "text", tokens_column: str = "tokens",
                  tokenizer: str = "whitespace", sub_batch: int | None = None, device: str = "auto",
-                 storage: StorageOptions | None = None, model_hash: str | None = None) -> None:
+                 storage: StorageOptions | None = None, model_hash: str | None = None,
+                 layout: str = "sentence") -> None:
         import torch
 
         from elmo_model.embedder import SentenceEmbedder, default_batch_size
@@ -46,6 +48,9 @@ class ElmoEmbedder:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.spec = OutputSpec(layers, pooling, dtype)
+        if layout not in LAYOUTS or (layout == "token" and pooling != "none"):
+            raise ElmoError(f"layout must be one of {LAYOUTS} (token only with pooling none), got {layout!r}")
+        self.layout = layout
         model = load_model(model_url, storage, expected_digest=model_hash)  # a node downloads it once
         self.embedder = SentenceEmbedder(model.bilm, device, precision=precision)
         # GPU actors in fp32 mode keep their bf16 matrix products; CPU fp32 is exact.
@@ -96,9 +101,15 @@ class ElmoEmbedder:
     def __call__(self, batch: pa.Table | dict[str, Any]) -> pa.Table:
         table = batch if isinstance(batch, pa.Table) else pa.table({k: list(v) for k, v in batch.items()})
         out = table
-        for name, column in zip(self.column_names, self.vectors(self.tokens_of(table))):
+        tokens = self.tokens_of(table)
+        for name, column in zip(self.column_names, self.vectors(tokens)):
             out = out.append_column(name, column)
-        return out.append_column("model", pa.array([self.model_hash] * table.num_rows, pa.string()))
+        out = out.append_column("model", pa.array([self.model_hash] * table.num_rows, pa.string()))
+        if self.layout == "token":
+            if "tokens" not in out.column_names:
+                out = out.append_column("tokens", pa.array(tokens, pa.list_(pa.string())))
+            out = token_rows(out, self.column_names)
+        return out
 
 
 def embed_dataset(ds: Any, model_url: str, *, actors: tuple[int, int] = (1, 2), cpus_per_actor: float = 1.0,

@@ -53,6 +53,7 @@ class EmbedJobConfig:
     output: str = ""
     layers: str = "top"  # all | top | average | mix:w0,w1,...
     pooling: Literal["none", "mean", "max"] = "none"
+    layout: Literal["sentence", "token"] = "sentence"  # one row per sentence, or per token (vector stores)
     dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 256  # sentences per actor call
     sub_batch: int | None = None  # sentences per forward pass in the actor (None: measured per model shape)
@@ -84,6 +85,9 @@ class EmbedJobConfig:
             raise ElmoError(f"--actors must be MIN,MAX with 1 ≤ MIN ≤ MAX, got {self.actors}")
         if self.batch_size < 1 or (self.sub_batch is not None and self.sub_batch < 1):
             raise ElmoError("--batch-size and sub_batch must be positive")
+        if self.layout not in ("sentence", "token") or (self.layout == "token" and self.pooling != "none"):
+            raise ElmoError(f"--layout must be sentence or token (token only with --pooling none), got "
+                            f"{self.layout!r} with --pooling {self.pooling}")
         if self.precision not in PRECISIONS:
             raise ElmoError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.commit_bytes < 1 or self.lease_ttl_s < 1 or self.wait_s < 0:
@@ -120,7 +124,7 @@ def binding(config: EmbedJobConfig, model_hash: str, model_files: dict[str, str]
     """What an output is bound to: one model and one set of output settings (the manifest's
     ``binding``), with the model files' fingerprints (a no-op rerun needs not read the weights)."""
     bound = {"settings_hash": settings_hash(config, model_hash), "model": model_hash, "precision": config.precision,
-             **dataclasses.asdict(config.spec())}
+             "layout": config.layout, **dataclasses.asdict(config.spec())}
     if model_files:
         bound["model_files"] = model_files
     return bound
@@ -169,7 +173,7 @@ def _describe(bound: dict) -> str:
         return ("vectors of several models or settings" if bound["settings_hash"] == "mixed"
                 else f"vectors of settings {bound['settings_hash']} (written by an earlier version)")
     return (f"vectors of model {bound['model']} (layers {bound['layers']}, pooling {bound['pooling']}, "
-            f"dtype {bound['dtype']}, precision {bound['precision']})")
+            f"dtype {bound['dtype']}, precision {bound['precision']}, layout {bound.get('layout', 'sentence')})")
 
 
 def check_binding(out_url: str, state: manifest.ManifestState, mine: dict, replace: bool) -> None:
@@ -192,6 +196,8 @@ def settings_hash(config: EmbedJobConfig, model_hash: str) -> str:
                 "ingest": dataclasses.asdict(config.ingest)}
     if config.precision != "fp32":  # fp32 runs keep the hashes (and outputs) of earlier versions
         relevant["precision"] = config.precision
+    if config.layout != "sentence":  # … and so do runs of the per-sentence layout
+        relevant["layout"] = config.layout
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -397,7 +403,8 @@ def _embed_to_staging(config: EmbedJobConfig, group: list[ReadBlock], plan: Inpu
     vectors = keyed.map_batches(
         EmbedActor,
         fn_constructor_kwargs=dict(model_url=config.model, spec=config.spec(), model_hash=digest,
-                                   sub_batch=config.sub_batch, precision=config.precision, storage=options, faults=faults),
+                                   sub_batch=config.sub_batch, precision=config.precision, storage=options, faults=faults,
+                                   layout=config.layout),
         compute=actor_pool(*config.actors),
         batch_size=config.batch_size, batch_format="pyarrow", num_cpus=config.cpus_per_actor,
         num_gpus=config.gpus_per_actor or None)  # Ray Data restarts dead actors and retries their tasks

@@ -91,3 +91,32 @@ def vectors_column(per_sentence: Sequence[np.ndarray], spec: OutputSpec, dim: in
         return vectors
     offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a in per_sentence])]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), vectors)
+
+
+LAYOUTS = ("sentence", "token")
+
+
+def token_rows(table: pa.Table, vector_columns: Sequence[str]) -> pa.Table:
+    """The per-token layout of per-sentence rows (``--layout token``): one row per token with
+    ``position`` (int32, 0-based in its sentence) and ``token`` (string); every other column is
+    repeated from its sentence and each vector column becomes one ``fixed_size_list<f, D>`` per row,
+    so a vector store or ``duckdb`` loads vectors without unnesting."""
+    import pyarrow.compute as pc
+
+    tokens = table.column("tokens").combine_chunks()
+    parents = pc.list_parent_indices(tokens)
+    offsets = tokens.offsets.to_numpy()
+    starts = np.repeat(offsets[:-1] - offsets[0], np.diff(offsets))
+    positions = np.arange(len(parents), dtype=np.int32) - starts.astype(np.int32)
+    columns, names = [], []
+    for name in table.column_names:
+        if name == "tokens":
+            names += ["position", "token"]
+            columns += [pa.array(positions, pa.int32()), pc.list_flatten(tokens)]
+        elif name in vector_columns:
+            names.append(name)
+            columns.append(pc.list_flatten(table.column(name).combine_chunks()))
+        else:
+            names.append(name)
+            columns.append(table.column(name).combine_chunks().take(parents))
+    return pa.Table.from_arrays(columns, names=names)

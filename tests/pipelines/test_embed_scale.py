@@ -183,3 +183,24 @@ def test_the_ray_data_api_gives_the_vectors_of_elmo_embed(env, model_dir, tmp_pa
     assert len(pooled[0]["embedding"]) == 32
     with pytest.raises(Exception, match="neither a 'text' nor a 'tokens' column"):
         embed_dataset(ray.data.from_items([{"body": "x"}]), str(model_dir), actors=(1, 1), cpus_per_actor=0.5).take_all()
+
+
+@pytest.mark.ray
+def test_the_token_layout_holds_one_row_per_token_with_the_sentence_layouts_vectors(env, model_dir, tmp_path):
+    text = _corpus(200, seed=3)
+    corpus = tmp_path / "t.txt"
+    corpus.write_text(text)
+    common = dict(model=str(model_dir), inputs=(str(corpus),), actors=(1, 1), cpus_per_actor=0.5)
+    run_embed(EmbedJobConfig(output=str(tmp_path / "sentences"), **common))
+    run_embed(EmbedJobConfig(output=str(tmp_path / "tokens"), layout="token", **common))
+    sentences = {r["line"]: r for r in _read(str(tmp_path / "sentences")).to_pylist()}
+    table = _read(str(tmp_path / "tokens"))
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 32)  # one vector per row
+    assert table.schema.field("position").type == pa.int32() and table.schema.field("token").type == pa.string()
+    assert table.num_rows == sum(len(r["tokens"]) for r in sentences.values())
+    for row in table.slice(0, 300).to_pylist():
+        sentence = sentences[row["line"]]
+        assert row["token"] == sentence["tokens"][row["position"]] and row["source"] == sentence["source"]
+        np.testing.assert_allclose(row["embedding"], sentence["embedding"][row["position"]], atol=1e-6)
+    with pytest.raises(ElmoError, match="token only with --pooling none"):
+        run_embed(EmbedJobConfig(output=str(tmp_path / "bad"), layout="token", pooling="mean", **common))
