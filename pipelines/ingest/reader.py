@@ -39,6 +39,7 @@ DEFAULT_READ_CPUS = 0.25  # per read task: fits beside actors on any node that h
 # remote arguments differ from any actor stage's, so that Ray Data never fuses reads into an actor
 # pool (a fused stage bundles many read blocks into one task on one actor).
 READ_TASK_MEMORY = 256 << 20
+STAGE_BLOCK_BYTES = 16 << 20  # the largest Ray Data block a stage outputs (Ray's default: 128 MiB)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,9 @@ def read_blocks(numbered: Sequence[blocks.ReadBlock], plan: InputPlan, config: I
     if not numbered:
         raise ElmoError("no read blocks to read")
     rows = items_dataset(block_rows(numbered))  # one Ray Data block (and so one read task) per read block
+    # Every stage (reads, sentences, an actor pool after them) hands on blocks of at most this size:
+    # an actor's memory is bounded by it, not by the size of the read block or the file.
+    rows.context.target_max_block_size = STAGE_BLOCK_BYTES
     read = functools.partial(_read_batch, filesystems=plan.filesystems, config=config)
     return rows.map_batches(read, batch_size=1, batch_format="pyarrow", num_cpus=read_cpus, memory=READ_TASK_MEMORY)
 
