@@ -13,7 +13,7 @@ Complete means: ``meta.json`` parses and every file it lists (``files``: relativ
 last, by :func:`checkpoint_files`) is there with that size, and (``verify``) has the SHA-256 that
 ``meta.json`` records (``sha256``, :func:`checkpoint_digests`). A checkpoint being uploaded when the
 run stopped, cut short or corrupted is skipped, and the reason is handed back (``skipped``) so that
-the driver can say in one line which one it passed over and why (issue 25 item 2).
+the driver can say in one line which one it passed over and why.
 """
 
 from __future__ import annotations
