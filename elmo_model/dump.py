@@ -12,7 +12,6 @@ length, working memory one window, however long the line (measured at 1M tokens:
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from elmo_model.embedder import ALL_COLUMNS, SentenceEmbedder, default_batch_size
-from elmo_model.errors import ElmoError
+from elmo_model.errors import ElmoError, no_space
 from elmo_model.bilm import BiLm
 from elmo_model.local_files import LocalPath, read_bytes
 from elmo_model.weights import load_bilm
@@ -143,7 +142,7 @@ def write_embeddings(
             )
         os.replace(partial, target)
     except OSError as exc:  # h5py's write errors are OSErrors; a full disk is one line, not 700
-        if _no_space(exc):
+        if no_space(exc):
             raise ElmoError(f"{target}: cannot write: no space left on device (nothing was written)") from None
         raise
     finally:
@@ -162,15 +161,6 @@ def _check_space(sentences: list[str], bilm: BiLm, mode: str, target: Path) -> N
                         f"{free / 2**20:.1f} MiB are free")
 
 
-def _no_space(exc: BaseException) -> bool:
-    """Whether ``exc`` or an error in its chain says the disk is full (HDF5 puts errno 28 in its text)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if getattr(seen, "errno", None) == errno.ENOSPC or "No space left on device" in str(seen) \
-                or "errno = 28" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _write_batch(fout: h5py.File, embedder: SentenceEmbedder, batch: list[list[str]], first: int, mode: str,

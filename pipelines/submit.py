@@ -26,7 +26,6 @@ import contextlib
 import logging
 import os
 import shlex
-import signal
 import sys
 import threading
 import time
@@ -37,6 +36,7 @@ from typing import Any, TextIO
 
 from elmo_model.errors import ElmoError
 from pipelines.io.worker_env import CREDENTIAL_VARS, FORWARDED_VARS, exposure_warning
+from pipelines.sigterm import sigterm_raises
 
 # Where storage is (S3 and GCS), not who may use it: forwarded whenever set in the submitting shell.
 FORWARDED_ENV = FORWARDED_VARS
@@ -52,23 +52,6 @@ TERMINATED = 143  # SIGTERM (e.g. the pod or CI step running elmo submit was can
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM while following a job: handled like Ctrl-C."""
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into :class:`_Terminated` (main thread only; restored afterwards)."""
-    def interrupt(signum: int, frame: Any) -> None:
-        raise _Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -287,7 +270,7 @@ def run(submission: Submission, wait: bool = True, out: TextIO | None = None) ->
               file=sys.stderr)
         return 0
     try:
-        with _sigterm_interrupts():
+        with sigterm_raises(_Terminated):
             info = follow(client, job_id, out or sys.stdout)
     except KeyboardInterrupt as exc:
         what = "terminated" if isinstance(exc, _Terminated) else "interrupted"

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 
 from elmo_model.errors import ElmoError
 from elmo_model.precision_modes import PRECISIONS
 from pipelines.commands.arg_types import positive_int
+from pipelines.sigterm import sigterm_raises
 
 TERMINATED = 143  # the exit status of a run stopped by SIGTERM (128 + 15)
 
@@ -19,24 +17,6 @@ class Terminated(ElmoError):
     """SIGTERM (``timeout``, a scheduler): the run stops like an error, its partial output removed."""
 
     exit_code = TERMINATED
-
-
-@contextlib.contextmanager
-def sigterm_stops() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` in the main thread, so that the output's staging file
-    is removed on the way out (the default action would leave it); restored afterwards."""
-    def stop(signum: int, frame: object) -> None:
-        raise Terminated("terminated (SIGTERM); nothing written")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     sentences = (read_sentences(args.input_file) if local
                  else parse_sentences(read_bytes(args.input_file), args.input_file))
     model = load_model_files(args.options_file, args.weight_file)
-    with sigterm_stops():
+    # SIGTERM as an error: the output's staging file is removed on the way out (the default would leave it)
+    with sigterm_raises(lambda: Terminated("terminated (SIGTERM); nothing written")):
         n = write_embeddings(sentences, args.output_file, model.bilm, args.mode, args.batch_size, args.device,
                              args.stateful, precision=args.precision)
     print(f"wrote {n} sentences to {args.output_file}", file=sys.stderr)

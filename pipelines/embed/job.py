@@ -314,10 +314,8 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
                                      faults, lease)
                 return EmbedResult([e.url for e in todo], 0, total, out.url, 1, len(numbered))
             for k, group in enumerate(groups):
-                staging = out.join(manifest.STAGING, run_id, f"g{k:05d}")
-                inputs = [by_url[u] for u in dict.fromkeys(b.url for b in group)]
-                _embed_to_staging(config, group, plan, staging, digest, options, faults)
-                staged, rows = _staged_outputs(out, staging, inputs)
+                staging, inputs, staged, rows = _stage_group(config, out, run_id, k, group, plan, by_url, digest,
+                                                             options, faults)
                 _check_completed_inputs(state, group, plans, rows, settings, by_url)
                 fault_injection.crash_before_commit(faults, k + 1)
                 lease.check()
@@ -354,10 +352,8 @@ def _replace_all(config: EmbedJobConfig, out: Location, state: manifest.Manifest
     staged: dict[str, list[str]] = {}
     rows: dict[str, int] = {}
     for k, group in enumerate(groups):
-        staging = out.join(manifest.STAGING, run_id, f"g{k:05d}")
-        inputs = [by_url[u] for u in dict.fromkeys(b.url for b in group)]
-        _embed_to_staging(config, group, plan, staging, digest, options, faults)
-        group_staged, group_rows = _staged_outputs(out, staging, inputs)
+        _, _, group_staged, group_rows = _stage_group(config, out, run_id, k, group, plan, by_url, digest, options,
+                                                      faults)
         for url in group_staged:
             staged.setdefault(url, []).extend(group_staged[url])
             rows[url] = rows.get(url, 0) + group_rows[url]
@@ -368,6 +364,17 @@ def _replace_all(config: EmbedJobConfig, out: Location, state: manifest.Manifest
     manifest.commit(out, state, f"{run_id}-replace", out.join(manifest.STAGING, run_id), list(by_url.values()),
                     staged, rows, bound["settings_hash"], binding=bound, replace_all=True)
     return sum(rows.values())
+
+
+def _stage_group(config: EmbedJobConfig, out: Location, run_id: str, k: int, group: list[ReadBlock],
+                 plan: InputPlan, by_url: dict[str, FileEntry], digest: str, options: StorageOptions | None,
+                 faults: fault_injection.Faults) -> tuple[Location, list[FileEntry], dict[str, list[str]], dict[str, int]]:
+    """Embed group ``k`` into ``_staging/<run>/g<k>/``: its folder, its inputs, their staged files and rows."""
+    staging = out.join(manifest.STAGING, run_id, f"g{k:05d}")
+    inputs = [by_url[u] for u in dict.fromkeys(b.url for b in group)]
+    _embed_to_staging(config, group, plan, staging, digest, options, faults)
+    staged, rows = _staged_outputs(out, staging, inputs)
+    return staging, inputs, staged, rows
 
 
 def _check_completed_inputs(state: manifest.ManifestState, group: list[ReadBlock], plans: dict[str, list[str]],

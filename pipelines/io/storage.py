@@ -14,7 +14,6 @@ down. Errors a user can cause become :class:`ElmoError` naming the URL.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import posixpath
 import shutil
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from elmo_model.errors import ElmoError
+from elmo_model.errors import ElmoError, no_space
 from pipelines.io.s3_settings import StorageOptions, resolve_s3
 
 __all__ = ["FileEntry", "Location", "StorageOptions", "resolve", "list_files", "read_bytes", "read_text",
@@ -100,19 +99,6 @@ def _gcs_filesystems(url: str, options: StorageOptions | None) -> tuple[Any, Any
     settings = resolve_gcs(url, options)
     fs = settings.gcsfs_filesystem()
     return fs, settings.pyarrow_filesystem(fs)
-
-
-def no_space(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an error it was raised from, or its text, e.g. a Ray worker's traceback)
-    says the disk is full."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 @contextlib.contextmanager
