@@ -25,7 +25,7 @@ train = ["{corpus}"]
 vocab = "{vocab}"
 output = "{output}"
 storage = "{storage}"
-num_workers = 1
+num_workers = {workers}
 cpus_per_worker = {cpus}
 keep_checkpoints = {keep}
 
@@ -46,7 +46,7 @@ PROGRESS = re.compile(r"step (\d+)/(\d+) loss (\d+\.\d+)")
 
 
 def write_run(directory: Path, *, output: str | os.PathLike, storage: str | os.PathLike, name: str = "r",
-              steps: int = 30, keep: int = 5, cpus: float = 1.0) -> Path:
+              steps: int = 30, keep: int = 5, cpus: float = 1.0, workers: int = 1) -> Path:
     """corpus.txt and vocab.txt in ``directory`` (400 lines of the demo corpus), and train.toml."""
     lines = (ROOT / "pipelines" / "data" / "demo_corpus.txt").read_text().splitlines()[:400]
     (directory / "corpus.txt").write_text("\n".join(lines) + "\n")
@@ -57,7 +57,8 @@ def write_run(directory: Path, *, output: str | os.PathLike, storage: str | os.P
     (directory / "vocab.txt").write_text(Vocabulary.from_counts(counts, max_size=600).to_text())
     config = directory / "train.toml"
     config.write_text(CONFIG.format(name=name, corpus=directory / "corpus.txt", vocab=directory / "vocab.txt",
-                                    output=output, storage=storage, steps=steps, keep=keep, cpus=cpus))
+                                    output=output, storage=storage, steps=steps, keep=keep, cpus=cpus,
+                                    workers=workers))
     return config
 
 
@@ -87,6 +88,10 @@ class Elmo:
             assert self.process.poll() is None, self.output[-5000:]
             assert time.monotonic() < deadline, self.output[-5000:]
             time.sleep(0.1)
+
+    def ctrl_c(self) -> None:
+        """SIGINT to the whole process group, as a terminal's Ctrl-C sends it."""
+        os.killpg(self.process.pid, signal.SIGINT)
 
     def wait(self, timeout: float = 400) -> int:
         try:

@@ -9,111 +9,29 @@ can leave it unwritten (seen in the issue) — keeping the steps before it and n
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
-
-from elmo_model.vocab import Vocabulary
+from train_runs import Elmo, write_run
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-ROOT = Path(__file__).parents[2]
 STEPS = 30
-CONFIG = """\
-name = "ctrl-c"
-train = ["{corpus}"]
-vocab = "{vocab}"
-output = "{output}"
-storage = "{storage}"
-num_workers = 2
-cpus_per_worker = 0.5
-keep_checkpoints = 5
-
-[training]
-model = "tiny"
-batch_size = 8
-max_tokens = 20
-steps = {steps}
-log_every = 1
-checkpoint_every = 10
-seed = 3
-"""
-PROGRESS = re.compile(rf"step (\d+)/{STEPS} loss (\d+\.\d+)")
-ENV = {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "PYTHONUNBUFFERED": "1"}
-
-
-class Elmo:
-    """``elmo train --config PATH`` in its own process group (Ctrl-C reaches a terminal's whole
-    foreground group), its merged output collected line by line."""
-
-    def __init__(self, config: Path) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "train", "--config", str(config)],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env={**os.environ, **ENV}, start_new_session=True)
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def steps(self) -> dict[int, float]:
-        """Step → loss of the progress lines printed so far."""
-        return {int(m.group(1)): float(m.group(2)) for line in list(self.lines) if (m := PROGRESS.search(line))}
-
-    def wait_for_step(self, step: int, timeout: float = 400) -> None:
-        deadline = time.monotonic() + timeout
-        while step not in self.steps():
-            assert self.process.poll() is None, "\n".join(self.lines[-40:])
-            assert time.monotonic() < deadline, "\n".join(self.lines[-40:])
-            time.sleep(0.1)
-
-    def ctrl_c(self) -> None:
-        os.killpg(self.process.pid, signal.SIGINT)
-
-    def wait(self, timeout: float = 400) -> int:
-        try:
-            code = self.process.wait(timeout)
-        finally:
-            if self.process.poll() is None:
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.reader.join(10)
-        return code
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
 
 
 @pytest.fixture
 def run_config(tmp_path) -> Path:
-    lines = (ROOT / "pipelines" / "data" / "demo_corpus.txt").read_text().splitlines()[:400]
-    (tmp_path / "corpus.txt").write_text("\n".join(lines) + "\n")
-    counts: dict[str, int] = {}
-    for line in lines:
-        for token in line.split():
-            counts[token] = counts.get(token, 0) + 1
-    (tmp_path / "vocab.txt").write_text(Vocabulary.from_counts(counts, max_size=600).to_text())
-    config = tmp_path / "train.toml"
-    config.write_text(CONFIG.format(corpus=tmp_path / "corpus.txt", vocab=tmp_path / "vocab.txt",
-                                    output=tmp_path / "model", storage=tmp_path / "ckpt", steps=STEPS))
-    return config
+    return write_run(tmp_path, output=tmp_path / "model", storage=tmp_path / "ckpt", name="ctrl-c", steps=STEPS,
+                     cpus=0.5, workers=2)
 
 
 def test_ctrl_c_stops_with_one_line_and_the_same_command_continues_from_that_checkpoint(run_config, tmp_path):
     first = Elmo(run_config)
-    first.wait_for_step(15)  # checkpoint_000000010 is complete: it was uploaded before step 11 began
+    first.wait_for(rf"step 15/{STEPS} ")  # checkpoint_000000010 is complete: it was uploaded before step 11 began
     first.ctrl_c()
     code = first.wait()
-    said = [line for line in first.lines if line.startswith("elmo train:")]
+    said = first.said()
     assert code == 130, first.output[-5000:]
     assert len(said) == 1, first.output[-5000:]
     match = re.fullmatch(r"elmo train: interrupted; rerun the same command to continue from step (\d+) "
