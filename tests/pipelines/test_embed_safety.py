@@ -206,13 +206,28 @@ def test_sigkilled_run_keeps_its_commits_and_leaves_no_ray_processes(s3):
             proc.kill()
     before = _manifest(output)["inputs"]
     assert 2 <= len(before) < N_FILES
-    _assert_rows_of(output, set(before))  # the visible output is exactly the committed inputs
+    # the visible output is the committed inputs, except one whose commit the kill interrupted after
+    # its commit point (the manifest lists it, its files are still staged): the rerun finishes that one
+    pending = _inputs_of_pending_commit(output, before)
+    assert len(pending) <= 1
+    _assert_rows_of(output, set(before) - pending)
     code, out, err = _finish(_start(output, "--set", "commit_bytes=1"))
     assert code == 0, err[-3000:]
     after = _manifest(output)["inputs"]
     assert f"embedded {N_FILES - len(before)} input file(s)" in out
     assert {u: after[u]["run_id"] for u in before} == {u: before[u]["run_id"] for u in before}  # not redone
     _assert_every_sentence_once(output)
+
+
+def _inputs_of_pending_commit(output: str, committed: dict) -> set[str]:
+    """Inputs whose files an intent of the manifest's own commit still has to move into place."""
+    loc = resolve(output)
+    manifest = _manifest(output)
+    intent_path = loc.join(f"_commits/{manifest['commit']}.json").path
+    if not loc.fs.exists(intent_path):
+        return set()
+    moved = {dst for _, dst in json.loads(loc.fs.cat_file(intent_path))["moves"]}
+    return {url for url, record in committed.items() if moved & set(record["files"])}
 
 
 def _assert_rows_of(output: str, inputs: set[str]) -> None:
