@@ -15,7 +15,7 @@ MATMUL_N = 4096
 
 
 def machine_info() -> dict:
-    """CPU model, cores, memory, torch build and thread count."""
+    """CPU model, cores, bf16 ISA (AMX, AVX512-BF16), memory, torch build and thread count."""
     cpu = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -23,8 +23,12 @@ def machine_info() -> dict:
         cpu = match.group(1).strip() if match else cpu
     except OSError:
         pass
+    from elmo_model.precision import bf16_matrix_units, cpu_has_amx
+
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version()}
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "amx": cpu_has_amx(), "avx512_bf16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
+            "bf16_matrix_units": bf16_matrix_units("cpu")[0]}
     try:
         with open("/proc/meminfo") as f:
             info["memory_gb"] = round(int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1)) / 2**20, 1)

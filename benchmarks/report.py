@@ -47,10 +47,15 @@ def table(rows: list[dict], columns: dict[str, str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def _yes_no(flag: bool | None) -> str:
+    return "not recorded" if flag is None else ("yes" if flag else "no")
+
+
 def markdown(result: dict) -> str:
     """The whole report: machine line, then each group's table."""
     m = result["machine"]
-    head = (f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gb', '?')} GB; torch "
+    head = (f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gb', '?')} GB, "
+            f"AMX {_yes_no(m.get('amx'))}, AVX512-BF16 {_yes_no(m.get('avx512_bf16'))}; torch "
             f"{m.get('torch')}, {m.get('threads')} threads; 4096² fp32 matmul "
             f"{result['matmul_4096_gflops']:.0f} GFLOP/s (best of start/end); load average at end "
             f"{m.get('load_avg_1m', '?')}; {result['seconds']:.0f} s in all"

@@ -86,8 +86,8 @@ def dump_embeddings(
 
     ``batch_size`` None: :func:`~elmo_model.embedder.default_batch_size` of the model, or 64 when
     ``stateful`` (row ``k`` of a batch continues row ``k`` of the previous one, so the batch size
-    is part of the result there). ``precision``: ``fp32`` | ``bf16`` | ``int8``
-    (:mod:`elmo_model.precision`). The output is checked first (:func:`check_output_file`: never
+    is part of the result there). ``precision``: ``fp32`` | ``bf16`` | ``int8`` | ``auto``
+    (:mod:`elmo_model.precision`); the one that ran is the file's ``precision`` attribute. The output is checked first (:func:`check_output_file`: never
     the input, an existing file only with ``overwrite``, a writable directory); it appears only
     when complete (written to a temporary name, then renamed).
     """
@@ -132,6 +132,7 @@ def write_embeddings(
             total=sum(len(s.split()) for s in sentences), unit="tok", unit_scale=True, disable=not progress,
             desc="elmo dump",
         ) as bar:
+            fout.attrs["precision"] = embedder.precision  # what the vectors were computed in
             first = 0
             for batch in _batches(sentences, batch_size):
                 _write_batch(fout, embedder, [s.split() for s in batch], first, mode, bar)

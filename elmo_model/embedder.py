@@ -4,6 +4,7 @@ the Ray embedding actors and the benchmarks."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import Generator, Iterator, Sequence
 
@@ -13,12 +14,14 @@ import torch
 from elmo_model.bilm import BiLm, BiLmState
 from elmo_model.chars import BOS_TOKEN, EOS_TOKEN, token_char_ids
 from elmo_model.options import ElmoOptions
-from elmo_model.precision import check_precision, use_precision
+from elmo_model.precision import resolve_precision, use_precision
 from elmo_model.stateful import CarriedState
 
 # Sentences longer than this (with <S> and </S>) are embedded window by window (see
 # :meth:`SentenceEmbedder.iter_pieces`): working memory stays bounded, vectors do not change.
 WINDOW_TOKENS = 1024
+
+log = logging.getLogger(__name__)
 
 
 class TokenVectors:
@@ -96,7 +99,9 @@ class SentenceEmbedder:
     what ``elmo dump`` writes to disk as it comes, and what a call fills its result with) or
     :meth:`iter_long` (whole pieces in order). ``token_cache_size`` keeps that many token vectors
     between calls. ``precision``: ``"fp32"`` (default), or opt-in ``"bf16"`` / ``"int8"``
-    (faster where the hardware supports it, with a bounded error; see :mod:`elmo_model.precision`).
+    (faster where the hardware supports it, with a bounded error; see :mod:`elmo_model.precision`),
+    or ``"auto"`` (bf16 where the device has bf16 matrix units, fp32 elsewhere); :attr:`precision`
+    is the one that runs.
     """
 
     def __init__(
@@ -111,7 +116,9 @@ class SentenceEmbedder:
     ) -> None:
         if window_tokens < 3:
             raise ValueError("window_tokens must be at least 3")
-        self.precision = check_precision(precision, device)
+        self.precision, why = resolve_precision(precision, device)
+        if precision == "auto":
+            log.info("precision %s (%s)", self.precision, why)
         self.bilm = bilm.to(device).eval()
         self.device = torch.device(device)
         self.carried = CarriedState(self.bilm) if stateful else None

@@ -56,13 +56,15 @@ def run_packed_train(
     gates_x = torch.baddbmm(bias, inputs, input_weight)  # (D, N, 4·cell): one GEMM for all steps
     device_type = inputs.device.type
     if torch.is_autocast_enabled(device_type):
-        # Under autocast (bf16 on GPU workers) the big input GEMM above runs in low precision; the
-        # recurrence, with its in-place kernels writing into preallocated buffers, runs in the
-        # weights' dtype, as the inference path does for its cells.
+        # Under autocast the big input GEMM above runs in low precision; the recurrence, with its
+        # in-place kernels writing into preallocated buffers, keeps its state, cells and gradients
+        # in the weights' dtype. On CPU (bf16 training) its matrix products run in the autocast
+        # dtype too; GPU workers keep them in the weights' dtype.
         dtype = recurrent.dtype
+        low = torch.get_autocast_dtype(device_type) if device_type == "cpu" else None
         with torch.autocast(device_type, enabled=False):
             return _PackedLstm.apply(gates_x.to(dtype), recurrent, projection, h0.to(dtype), c0.to(dtype),
-                                     tuple(batch_sizes), first.cell_clip, first.proj_clip)
+                                     tuple(batch_sizes), first.cell_clip, first.proj_clip, low)
     return _PackedLstm.apply(gates_x, recurrent, projection, h0, c0, tuple(batch_sizes),
                              first.cell_clip, first.proj_clip)
 
@@ -71,12 +73,15 @@ class _PackedLstm(torch.autograd.Function):
     """``(gates_x, recurrent, projection, h0, c0) → (outputs, c_final)`` with a hand-written BPTT."""
 
     @staticmethod
-    def forward(ctx, gates_x, recurrent, projection, h0, c0, batch_sizes, cell_clip, proj_clip):
+    def forward(ctx, gates_x, recurrent, projection, h0, c0, batch_sizes, cell_clip, proj_clip, low=None):
         n_dirs, total, four_cell = gates_x.shape
         cell = four_cell // 4
         out_dim = recurrent.shape[2]
         recurrent_t = recurrent.transpose(1, 2)  # (D, out, 4·cell)
         projection_t = None if projection is None else projection.transpose(1, 2)  # (D, cell, out)
+        if low is not None:  # converted once per forward, contiguous: bf16 matrix-unit kernels' form
+            recurrent_t = recurrent_t.to(low).contiguous()
+            projection_t = None if projection_t is None else projection_t.to(low).contiguous()
         acts = torch.empty_like(gates_x)  # σ(i), tanh(j), σ(f), σ(o) per packed row
         cells = gates_x.new_empty(n_dirs, total, cell)  # c_t after clipping
         tanh_cells = torch.empty_like(cells)
@@ -91,7 +96,10 @@ class _PackedLstm(torch.autograd.Function):
             h = h0[:, :n] if previous < 0 else outputs[:, previous : previous + n]
             h_prev[:, rows] = h
             g = acts[:, rows]
-            torch.baddbmm(gates_x[:, rows], h, recurrent_t, out=g)
+            if low is None:
+                torch.baddbmm(gates_x[:, rows], h, recurrent_t, out=g)
+            else:
+                torch.add(gates_x[:, rows], torch.bmm(h.to(low), recurrent_t), out=g)
             i, j, f, o = g[..., :cell], g[..., cell : 2 * cell], g[..., 2 * cell : 3 * cell], g[..., 3 * cell :]
             i.sigmoid_()
             j.tanh_()
@@ -109,12 +117,16 @@ class _PackedLstm(torch.autograd.Function):
             if projection is None:
                 out.copy_(m)
             else:
-                torch.bmm(m, projection_t, out=out)
+                if low is None:
+                    torch.bmm(m, projection_t, out=out)
+                else:
+                    out.copy_(torch.bmm(m.to(low), projection_t))
                 if proj_clip is not None:
                     proj_ok[:, rows] = out.abs() <= proj_clip
                     out.clamp_(-proj_clip, proj_clip)
             previous, offset = offset, offset + n
         ctx.batch_sizes = batch_sizes
+        ctx.low = low
         ctx.has_projection = projection is not None
         ctx.save_for_backward(recurrent, projection, c0, acts, cells, tanh_cells, h_prev, cell_ok, proj_ok)
         return outputs, c
@@ -122,6 +134,10 @@ class _PackedLstm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_outputs, grad_c):
         recurrent, projection, c0, acts, cells, tanh_cells, h_prev, cell_ok, proj_ok = ctx.saved_tensors
+        low = ctx.low
+        mm = torch.bmm if low is None else _low_bmm(low)
+        recurrent_mm = recurrent if low is None else recurrent.to(low)
+        projection_mm = projection if (low is None or projection is None) else projection.to(low)
         n_dirs, total, four_cell = acts.shape
         cell = four_cell // 4
         batch = c0.shape[1]
@@ -143,7 +159,7 @@ class _PackedLstm(torch.autograd.Function):
                 if proj_ok is not None:
                     dh.mul_(proj_ok[:, rows])
                 d_proj_in[:, rows] = dh
-                dm = torch.bmm(dh, projection)  # (D, n, cell)
+                dm = mm(dh, projection_mm)  # (D, n, cell)
             else:
                 dm = dh
             a = acts[:, rows]
@@ -165,13 +181,23 @@ class _PackedLstm(torch.autograd.Function):
             torch.mul(dc, c_prev, out=df)
             df.mul_(f * (1 - f))
             dc.mul_(f)
-            torch.bmm(dg, recurrent, out=d_h[:, :n])
-        grad_recurrent = torch.bmm(d_gates.transpose(1, 2), h_prev)  # (D, 4·cell, out)
+            if low is None:
+                torch.bmm(dg, recurrent, out=d_h[:, :n])
+            else:
+                d_h[:, :n] = mm(dg, recurrent_mm)
+        grad_recurrent = mm(d_gates.transpose(1, 2), h_prev)  # (D, 4·cell, out)
         grad_projection = None
         if projection is not None:
             m = acts[..., 3 * cell :] * tanh_cells  # σ(o) ⊙ tanh(c) per row
-            grad_projection = torch.bmm(d_proj_in.transpose(1, 2), m)  # (D, out, cell)
-        return d_gates, grad_recurrent, grad_projection, d_h, d_c, None, None, None
+            grad_projection = mm(d_proj_in.transpose(1, 2), m)  # (D, out, cell)
+        return d_gates, grad_recurrent, grad_projection, d_h, d_c, None, None, None, None
+
+
+def _low_bmm(low: torch.dtype):
+    """``bmm`` of float32 operands with the product in ``low``, the result float32."""
+    def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(a.to(low), b.to(low)).float()
+    return bmm
 
 
 def packed_dropout_masks(shape: tuple[int, int, int], p: float, n_masks: int, like: torch.Tensor) -> list[torch.Tensor]:

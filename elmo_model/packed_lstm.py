@@ -177,6 +177,7 @@ class _Weights:
         bias = lstm.folded_bias().to(dtype)
         self.cell_dim, self.out_dim = lstm.cell_dim, lstm.out_dim
         self.int8 = precision == "int8"
+        self.low = False
         self.has_projection = lstm.projection is not None
         if self.int8:
             self.input_q = Int8Linear(lstm.input_weight, bias)
@@ -184,13 +185,18 @@ class _Weights:
             self.projection_q = None if lstm.projection is None else Int8Linear(lstm.projection)
             return
         self.bias = bias
-        self.input_t = lstm.input_weight.detach().to(dtype).t()  # (input, 4·cell)
+        # float32 keeps the weights as stored, multiplied transposed (MKL's fast sgemm form); a low
+        # precision gets them converted once, transposed and contiguous (the form that reaches the
+        # bf16 matrix-unit kernels: ``x @ w_t``), the recurrent product in one block.
+        self.low = dtype in (torch.bfloat16, torch.float16)
+        layout = (lambda w: w.t().contiguous()) if self.low else (lambda w: w.t())
+        self.input_t = layout(lstm.input_weight.detach().to(dtype))  # (input, 4·cell)
         recurrent = lstm.recurrent_weight.detach().to(dtype)
         columns = [_ALL]  # on a GPU, more kernel launches would cost more than cache misses
-        if device.type == "cpu":
+        if device.type == "cpu" and not self.low:
             columns = _column_blocks(4 * lstm.cell_dim, lstm.out_dim * recurrent.element_size())
-        self.recurrent = [(cols, recurrent[cols].t()) for cols in columns]  # (out, cols) views
-        self.projection_t = None if lstm.projection is None else lstm.projection.detach().to(dtype).t()
+        self.recurrent = [(cols, layout(recurrent[cols])) for cols in columns]  # (out, cols)
+        self.projection_t = None if lstm.projection is None else layout(lstm.projection.detach().to(dtype))
 
     def input_gates(self, x: torch.Tensor, out: torch.Tensor) -> None:
         """``out = x W_inᵀ + bias`` for rows ``x (rows, input)``."""
@@ -250,6 +256,8 @@ class _DirectionRun:
         block_rows = min(total, max(GATE_BLOCK_ROWS, max(batch_sizes, default=0)))
         gates = inputs.new_empty(block_rows, 4 * w.cell_dim)  # buffers made once per call
         tanh_c = c.new_empty(c.shape)
+        # low precision: σ(o)·tanh(c) into a contiguous buffer, the projection's fast input form
+        m_buf = inputs.new_empty(c.shape[0], w.cell_dim) if w.low and w.has_projection else None
         gate_table = index = None
         if self.table_index is not None:  # the input gates of each distinct row, once
             table, index = self.table_index
@@ -267,7 +275,7 @@ class _DirectionRun:
             g = gates[offset - block_start : offset - block_start + n]  # (n, 4·cell)
             h = self.h0[:n] if previous < 0 else outputs[previous : previous + n]  # (n, out)
             w.add_recurrent(g, h)
-            m = _cell_inplace(g, c[:n], self.cell_clip, tanh_c[:n])  # (n, cell)
+            m = _cell_inplace(g, c[:n], self.cell_clip, tanh_c[:n], None if m_buf is None else m_buf[:n])  # (n, cell)
             out = outputs[offset : offset + n]
             w.project(m, out)
             if self.proj_clip is not None and w.has_projection:
@@ -293,9 +301,11 @@ def _column_blocks(n_columns: int, bytes_per_column: int) -> list[slice]:
     return [slice(start, min(start + width, n_columns)) for start in range(0, n_columns, width)]
 
 
-def _cell_inplace(g: torch.Tensor, c: torch.Tensor, cell_clip: float | None, tanh_c: torch.Tensor) -> torch.Tensor:
+def _cell_inplace(g: torch.Tensor, c: torch.Tensor, cell_clip: float | None, tanh_c: torch.Tensor,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
     """TF's cell on gates ``g (..., 4·cell)`` (forget bias already added), updating ``c`` in
-    place; returns ``σ(o) ⊙ tanh(c)`` as a view into ``g`` (``tanh_c``: a buffer like ``c``).
+    place; returns ``σ(o) ⊙ tanh(c)`` as a view into ``g``, or in ``out`` when given
+    (``tanh_c``: a buffer like ``c``).
 
     On CPU the candidate ``tanh(j)`` is computed as ``2σ(2j) − 1`` so that one ``sigmoid_``
     covers all four gates: torch's CPU tanh runs 2–5× slower than its sigmoid on the benchmark
@@ -315,4 +325,5 @@ def _cell_inplace(g: torch.Tensor, c: torch.Tensor, cell_clip: float | None, tan
         c.mul_(f).addcmul_(i, j)
     if cell_clip is not None:
         c.clamp_(-cell_clip, cell_clip)
-    return o.mul_(torch.tanh(c, out=tanh_c))
+    torch.tanh(c, out=tanh_c)
+    return o.mul_(tanh_c) if out is None else torch.mul(o, tanh_c, out=out)

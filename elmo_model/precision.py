@@ -1,8 +1,14 @@
-"""Opt-in lower precision for inference: ``fp32`` (default, exact to ~1e-6), ``bf16``, ``int8``.
+"""Opt-in lower precision for inference: ``fp32`` (default, exact to ~1e-6), ``bf16``, ``int8``,
+or ``auto``.
 
-- ``bf16``: the matrix products run in bfloat16 under ``torch.autocast`` (LSTM cells stay
-  float32). Fast where the hardware has bf16 units (recent Xeons with AMX/AVX512-BF16, GPUs);
-  on a CPU without them it is slower than fp32.
+- ``fp32``: float32 everywhere, on a GPU too (no TF32, no autocast).
+- ``bf16``: the matrix products run in bfloat16 with weights converted once (the LSTMs' and the
+  token encoder's prepared weights are cached per module), LSTM cells and clipping in float32;
+  ops not covered run under ``torch.autocast``. Fast where the hardware has bf16 matrix units
+  (Intel Xeons with AMX, GPUs of compute capability ≥ 8); on a CPU without them it is slower
+  than fp32 (AVX512-BF16 alone, as on AMD EPYC, measured 0.16–0.27× fp32).
+- ``auto``: :func:`resolve_precision` — ``bf16`` where :func:`bf16_matrix_units` says the device
+  has them, ``fp32`` elsewhere.
 - ``int8``: the LSTM's input, recurrent and projection GEMMs use int8 weights (per output row
   scales) and dynamically quantized activations (per-tensor, 7 bits, ``reduce_range``) through
   ``torch.ops.quantized.linear_dynamic`` (fbgemm on x86); CPU only. The char-CNN stays float32.
@@ -20,8 +26,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+from torch import nn
 
-from elmo_model.precision_modes import PRECISIONS  # noqa: E402  (re-exported)
+from elmo_model.precision_modes import PRECISION_CHOICES, PRECISIONS, TRAINING_PRECISIONS
+
+__all__ = ["PRECISIONS", "PRECISION_CHOICES", "PRECISION_BOUNDS", "bf16_matrix_units", "check_precision",
+           "current_precision", "layer_errors", "resolve_precision", "training_autocast", "use_precision", "Autocast", "Int8Linear"]
+
 # Stated error bounds against fp32 per layer: (max |diff|, min mean cosine similarity), checked by
 # the tests on the fixture and small shapes and measured by benchmarks/precision_bench.py on real
 # text. int8 quantizes each GEMM's activations with one scale per call, so its vectors also vary
@@ -34,12 +45,92 @@ _PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar("elmo_inference
 def check_precision(precision: str, device: torch.device | str = "cpu") -> str:
     """``precision`` if valid on ``device``; ``ValueError`` naming the problem otherwise."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
     if precision == "int8" and torch.device(device).type != "cpu":
         raise ValueError("precision 'int8' runs on CPU only (use bf16 on a GPU)")
     if precision == "int8" and not torch.backends.quantized.supported_engines:
         raise ValueError("precision 'int8' needs a torch build with quantized CPU kernels (fbgemm/onednn)")
     return precision
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX bf16 tiles, as torch reports it (``/proc/cpuinfo`` where torch cannot say)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if probe is not None:
+        try:
+            return bool(probe())
+        except RuntimeError:
+            pass
+    return "amx_bf16" in _cpu_flags()
+
+
+def bf16_matrix_units(device: torch.device | str = "cpu") -> tuple[bool, str]:
+    """Whether ``device`` has bf16 matrix units, and what was found (for the log).
+
+    CUDA: compute capability ≥ 8 (Ampere and later). CPU: AMX. AVX512-BF16 alone does not count:
+    its bf16 dot products run slower than float32 GEMMs here (AMD EPYC: bf16 0.16–0.27× fp32).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return major >= 8, f"a GPU of compute capability {major}.{minor}"
+    if device.type == "cpu":
+        if cpu_has_amx():
+            return True, "a CPU with AMX (bf16 matrix units)"
+        avx = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        return False, "a CPU with AVX512-BF16 but no AMX" if avx else "a CPU without bf16 matrix units"
+    return False, f"a {device.type} device"
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> tuple[str, str]:
+    """``(precision to run, why)``: ``auto`` becomes ``bf16`` where :func:`bf16_matrix_units`,
+    ``fp32`` elsewhere; any other valid precision is itself (``ValueError`` otherwise)."""
+    if precision != "auto":
+        return check_precision(precision, device), "asked for"
+    units, found = bf16_matrix_units(device)
+    return ("bf16" if units else "fp32"), f"auto: {found}"
+
+
+def training_autocast(precision: str | None, device: torch.device | str = "cpu") -> tuple[torch.dtype | None, str]:
+    """The autocast dtype of a training worker on ``device`` (None: float32) and why.
+
+    ``precision`` None keeps the workers' defaults: bf16 autocast on a GPU, float32 on a CPU.
+    ``bf16``: the forward pass under bf16 autocast — on CPU the char-CNN, highway, input gates,
+    recurrent and projection products and the softmax's products in bf16 (forward and backward),
+    LSTM cells, the softmax itself, master weights and optimizer state float32. ``auto``: bf16
+    where :func:`bf16_matrix_units`.
+    """
+    device = torch.device(device)
+    if precision is None:
+        return (torch.bfloat16, "a GPU worker's default") if device.type == "cuda" else (None, "a CPU worker's default")
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"training precision must be one of {TRAINING_PRECISIONS}, got {precision!r}")
+    chosen, why = resolve_precision("auto", device) if precision == "auto" else (precision, "asked for")
+    return (torch.bfloat16 if chosen == "bf16" else None), why
+
+
+class Autocast(nn.Module):
+    """Runs the wrapped module's forward under bf16 autocast on ``device_type`` (training workers
+    whose :func:`training_autocast` is bf16: GPU workers by default, CPU ones when asked)."""
+
+    def __init__(self, module: nn.Module, device_type: str = "cuda") -> None:
+        super().__init__()
+        self.module, self.device_type = module, device_type
+
+    def forward(self, *args):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.module(*args)
 
 
 def current_precision() -> str:

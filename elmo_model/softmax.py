@@ -78,20 +78,25 @@ class _LinearSoftmaxNll(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, true_weight, true_bias, hits):
+    def forward(ctx, hidden, weight, bias, targets, true_weight, true_bias, hits, low=None):
         n = hidden.shape[0]
         if true_weight is None:
-            logits = torch.addmm(bias, hidden, weight.t())  # (N, C)
+            logits = hidden.new_empty(n, weight.shape[0])  # (N, C)
             sampled = logits
         else:
             logits = hidden.new_empty(n, weight.shape[0] + 1)
             sampled = logits[:, 1:]
+        if low is None:
             torch.addmm(bias, hidden, weight.t(), out=sampled)
+        else:  # the product in ``low`` (bf16 matrix units), the softmax in float32
+            sampled.copy_(torch.mm(hidden.to(low), weight.to(low).t())).add_(bias)
+        if true_weight is not None:
             sampled.masked_fill_(hits, float("-inf"))
             logits[:, 0] = (hidden * true_weight).sum(1) + true_bias
             targets = torch.zeros(n, dtype=torch.long, device=hidden.device)
         torch.log_softmax(logits, dim=1, out=logits)
         ctx.save_for_backward(hidden, weight, true_weight, logits, targets)
+        ctx.low = low
         return -logits.gather(1, targets.unsqueeze(1)).squeeze(1)
 
     @staticmethod
@@ -102,24 +107,32 @@ class _LinearSoftmaxNll(torch.autograd.Function):
         probs[torch.arange(len(targets), device=targets.device), targets] -= 1.0
         probs.mul_(grad.unsqueeze(1))  # dL/dlogits
         d_sampled = probs if true_weight is None else probs[:, 1:]
-        d_hidden = d_sampled @ weight
-        d_weight = d_sampled.t() @ hidden
         d_bias = d_sampled.sum(0)
+        if ctx.low is None:
+            d_hidden = d_sampled @ weight
+            d_weight = d_sampled.t() @ hidden
+        else:
+            d_low = d_sampled.to(ctx.low)
+            d_hidden = (d_low @ weight.to(ctx.low)).float()
+            d_weight = (d_low.t() @ hidden.to(ctx.low)).float()
         d_true_weight = d_true_bias = None
         if true_weight is not None:
             d_true_bias = probs[:, 0]
             d_hidden.addcmul_(d_true_bias.unsqueeze(1), true_weight)
             d_true_weight = d_true_bias.unsqueeze(1) * hidden
-        return d_hidden, d_weight, d_bias, None, d_true_weight, d_true_bias, None
+        return d_hidden, d_weight, d_bias, None, d_true_weight, d_true_bias, None, None
 
 
 def _fused_nll(hidden: torch.Tensor, weight: torch.Tensor, *rest) -> torch.Tensor:
-    """:class:`_LinearSoftmaxNll` in the weights' dtype: under autocast (bf16 GPU workers) its
-    in-place buffers need one dtype, and the softmax wants full precision anyway."""
+    """:class:`_LinearSoftmaxNll` with buffers and softmax in the weights' dtype: under autocast
+    its in-place buffers need one dtype, and the softmax wants full precision anyway. CPU
+    autocast (bf16 training on CPU) keeps its matrix products in the autocast dtype; GPU workers
+    run them in the weights' dtype."""
     device_type = hidden.device.type
     if torch.is_autocast_enabled(device_type):
+        low = torch.get_autocast_dtype(device_type) if device_type == "cpu" else None
         with torch.autocast(device_type, enabled=False):
-            return _LinearSoftmaxNll.apply(hidden.to(weight.dtype), weight, *rest)
+            return _LinearSoftmaxNll.apply(hidden.to(weight.dtype), weight, *rest, low)
     return _LinearSoftmaxNll.apply(hidden, weight, *rest)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -11,6 +12,7 @@ from torch.nn import functional as F
 
 from elmo_model.chars import PAD_CHAR
 from elmo_model.options import ElmoOptions
+from elmo_model.precision import current_precision
 
 PAD_ID = PAD_CHAR + 1  # the in-token padding character, as stored in char ids (+1 offset)
 
@@ -62,6 +64,9 @@ class CharCnnTokenEncoder(nn.Module):
         """
         if char_ids.shape[0] == 0:
             return char_ids.new_zeros((0, self.output_dim), dtype=self.char_embedding.weight.dtype)
+        low = _low_precision(char_ids.device.type)
+        if low is not None and not torch.is_grad_enabled():
+            return prepared_weights(self, low).encode(char_ids, CONV_CHUNK_TOKENS)
         if torch.is_grad_enabled() and self.trim_training:
             pooled = pool_trimmed_autograd(self, char_ids, CONV_CHUNK_TOKENS)
         elif torch.is_grad_enabled():
@@ -180,8 +185,14 @@ def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: in
     plus one all-padding window. Tokens are sorted by length and convolved in chunks, keeping the
     window starts up to the chunk's longest token + 1, all filters as one matrix product.
     """
-    max_chars = char_ids.shape[1]
     kernel, bias, widths = _stacked_kernel(encoder.convolutions)
+    return _pool_windows(encoder.char_embedding.weight, kernel, widths, char_ids, chunk) + bias
+
+
+def _pool_windows(embedding: torch.Tensor, kernel: torch.Tensor, widths: torch.Tensor, char_ids: torch.Tensor,
+                  chunk: int) -> torch.Tensor:
+    """:func:`pool_trimmed` before the bias, in the dtype of ``embedding`` and ``kernel``."""
+    max_chars = char_ids.shape[1]
     max_width = int(widths.max())
     order, sorted_ids, sorted_lengths = _sorted_by_length(char_ids)
     tail = sorted_ids.new_full((1, max_width - 1), PAD_ID)
@@ -192,7 +203,7 @@ def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: in
         # Window starts kept: every one touching a character, and one all-padding window.
         span = min(max_chars, sorted_lengths[end - 1] + 1)
         padded = torch.cat([ids[:, :span], tail.expand(k, -1)], dim=1)  # (k, span + max_width - 1)
-        chars = encoder.char_embedding(padded)  # (k, span + max_width - 1, char_dim)
+        chars = F.embedding(padded, embedding)  # (k, span + max_width - 1, char_dim)
         dim = chars.shape[2]
         # (k, span, max_width·char_dim): window p is chars[p : p + max_width] flattened
         windows = chars.as_strided((k, span, max_width * dim), (chars.stride(0), dim, 1))
@@ -205,7 +216,68 @@ def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: in
     stacked = torch.cat(pooled)  # (n, n_filters), sorted by length
     out = torch.empty_like(stacked)
     out[order] = stacked
-    return out + bias
+    return out
+
+
+def _low_precision(device_type: str) -> torch.dtype | None:
+    """The dtype of the matrix products in force (``use_precision("bf16")`` or autocast), or None."""
+    if current_precision() == "bf16":
+        return torch.bfloat16
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
+class PreparedEncoder:
+    """The token encoder's weights converted once to a low precision ``dtype`` (inference).
+
+    The matrix products (char-CNN windows, highway gates and candidates, projection) run in
+    ``dtype`` on weights laid out transposed and contiguous; biases, the max-pool's output, the
+    activations and the highway mix stay float32.
+    """
+
+    def __init__(self, encoder: CharCnnTokenEncoder, dtype: torch.dtype) -> None:
+        kernel, bias, widths = _stacked_kernel(encoder.convolutions)
+        self.dtype = dtype
+        self.embedding = encoder.char_embedding.weight.detach().to(dtype)
+        self.kernel = kernel.detach().to(dtype).contiguous()
+        self.bias, self.widths = bias.detach().float(), widths
+        self.activation = encoder.activation
+        self.highways = [(h.carry.weight.detach().t().to(dtype).contiguous(), h.carry.bias.detach().float(),
+                          h.transform.weight.detach().t().to(dtype).contiguous(), h.transform.bias.detach().float())
+                         for h in encoder.highways]
+        projection = encoder.projection
+        self.projection = None if projection is None else (
+            projection.weight.detach().t().to(dtype).contiguous(), projection.bias.detach().float())
+
+    def encode(self, char_ids: torch.Tensor, chunk: int) -> torch.Tensor:
+        """``(n, max_chars)`` char ids → float32 ``(n, projection_dim)``."""
+        with torch.autocast(char_ids.device.type, enabled=False):
+            x = self.activation(_pool_windows(self.embedding, self.kernel, self.widths, char_ids, chunk).float()
+                                + self.bias)
+            for carry_t, carry_b, transform_t, transform_b in self.highways:
+                low = x.to(self.dtype)
+                gate = torch.sigmoid(torch.mm(low, carry_t).float() + carry_b)
+                candidate = torch.relu(torch.mm(low, transform_t).float() + transform_b)
+                x = gate * candidate + (1.0 - gate) * x
+            if self.projection is not None:
+                weight_t, bias = self.projection
+                x = torch.mm(x.to(self.dtype), weight_t).float() + bias
+            return x
+
+
+# Prepared weights per encoder, rebuilt when its parameters change (in place or moved).
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def prepared_weights(encoder: CharCnnTokenEncoder, dtype: torch.dtype) -> PreparedEncoder:
+    """``encoder``'s :class:`PreparedEncoder` for ``dtype``, converted once per version of its weights."""
+    version = tuple((p._version, p.data_ptr(), p.device) for p in encoder.parameters())
+    cached = _PREPARED.get(encoder)
+    if cached is None or cached[0] != (version, dtype):
+        cached = ((version, dtype), PreparedEncoder(encoder, dtype))
+        _PREPARED[encoder] = cached  # one prepared copy per encoder: bounded memory
+    return cached[1]
 
 
 def pool_trimmed_autograd(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: int) -> torch.Tensor:

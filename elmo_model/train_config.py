@@ -8,6 +8,7 @@ from typing import Any
 from elmo_model.errors import ElmoError
 from elmo_model.lr_schedule import SCHEDULES, lr_multiplier
 from elmo_model.options import ElmoOptions
+from elmo_model.precision_modes import TRAINING_PRECISIONS
 
 # Model shapes by name. "original" is the published ELMo (93.6 M parameters + softmax).
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -59,6 +60,9 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 0  # 0: only at the end
     checkpoint_every: int = 0  # 0: never (the Ray job sets it)
+    # fp32 | bf16 | auto (bf16 where the device has bf16 matrix units); None: bf16 autocast on GPU
+    # workers, float32 on CPU ones (elmo_model.precision.training_autocast)
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_PRESETS:
@@ -77,6 +81,8 @@ class TrainConfig:
             raise ElmoError(f"softmax must be one of {SOFTMAX_MODES}, got {self.softmax!r}")
         if self.batch_size < 1 or self.steps < 0 or self.max_tokens < 3:
             raise ElmoError("batch_size must be ≥ 1, steps ≥ 0 and max_tokens ≥ 3")
+        if self.precision is not None and self.precision not in TRAINING_PRECISIONS:
+            raise ElmoError(f"precision must be one of {TRAINING_PRECISIONS}, got {self.precision!r}")
         self.options()  # validate the shape early
 
     @property

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from elmo_model.errors import ElmoError
-from elmo_model.precision_modes import PRECISIONS
+from elmo_model.precision_modes import PRECISION_CHOICES
 from pipelines.commands.arg_types import positive_int
 from pipelines.sigterm import sigterm_raises
 
@@ -31,8 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--average", dest="mode", action="store_const", const="average", help="mean of layers")
     p.add_argument("--batch-size", type=positive_int,
                    help="sentences per forward pass (default: measured per model shape; 64 with --stateful)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32 (default, exact) | bf16 | int8 (CPU): faster, with the error stated in the README")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
+                   help="fp32 (default: float32 on CPU and GPU, exact) | bf16 | int8 (CPU) | auto (bf16 where the "
+                        "device has bf16 matrix units — AMX CPUs, GPUs of compute capability ≥ 8 — else fp32): "
+                        "low precisions are faster there, with the error stated in docs/performance.md")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice; 1 helps on a busy machine)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT_FILE if it exists (never the input)")
@@ -55,9 +57,18 @@ def run(args: argparse.Namespace) -> int:
     sentences = (read_sentences(args.input_file) if local
                  else parse_sentences(read_bytes(args.input_file), args.input_file))
     model = load_model_files(args.options_file, args.weight_file)
+    precision = args.precision
+    if precision == "auto":
+        from elmo_model.precision import resolve_precision
+
+        try:
+            precision, why = resolve_precision(precision, args.device)
+        except (ValueError, RuntimeError) as exc:
+            raise ElmoError(f"--precision auto: {exc}") from None
+        print(f"elmo dump: precision {precision} ({why})", file=sys.stderr)
     # SIGTERM as an error: the output's staging file is removed on the way out (the default would leave it)
     with sigterm_raises(lambda: Terminated("terminated (SIGTERM); nothing written")):
         n = write_embeddings(sentences, args.output_file, model.bilm, args.mode, args.batch_size, args.device,
-                             args.stateful, precision=args.precision)
+                             args.stateful, precision=precision)
     print(f"wrote {n} sentences to {args.output_file}", file=sys.stderr)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from elmo_model.precision_modes import TRAINING_PRECISIONS
 from pipelines.commands.arg_types import non_negative_float, positive_int
 from pipelines.config import add_config_arguments
 
@@ -19,8 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", metavar="URL", help="checkpoint storage (default OUTPUT/checkpoints)")
     p.add_argument("--init-from", metavar="URL", help="model directory to fine-tune")
     p.add_argument("--num-workers", type=positive_int, help="Ray Train workers (default 1)")
-    p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker, nccl, bf16 autocast")
+    p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker, nccl (bf16 autocast unless --precision fp32)")
     p.add_argument("--steps", type=positive_int, help="optimizer steps (training.steps)")
+    p.add_argument("--precision", choices=TRAINING_PRECISIONS,
+                   help="training.precision: fp32 | bf16 (autocast; master weights and optimizer state fp32) | "
+                        "auto (bf16 where the workers have bf16 matrix units); default bf16 on GPU workers, fp32 on CPU")
     p.add_argument("--wait", dest="wait_s", type=non_negative_float, metavar="SECONDS",
                    help="wait up to SECONDS for another run of this name and storage to finish "
                         "(default 0: exit 75 at once)")
@@ -35,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     flags = {"name": args.name, "train": tuple(args.train) if args.train else None,
              "valid": tuple(args.valid) if args.valid else None, "vocab": args.vocab, "output": args.output,
              "storage": args.storage, "init_from": args.init_from, "num_workers": args.num_workers,
-             "use_gpu": args.use_gpu, "training.steps": args.steps, "wait_s": args.wait_s}
+             "use_gpu": args.use_gpu, "training.steps": args.steps, "training.precision": args.precision, "wait_s": args.wait_s}
     config = load_config(TrainJobConfig, args.config, flags, args.overrides)
     result = run_training(config)
     final = result.metrics

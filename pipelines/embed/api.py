@@ -15,6 +15,10 @@ Each row needs a ``text`` column (tokenized like ``elmo embed``: whitespace by d
 column(s) of the layer selection (``embedding``, or ``layer_0 … layer_L`` for ``layers="all"``) and
 ``model`` (the model's digest): the same vectors as ``elmo embed`` writes for the same sentences.
 ``layout="token"``: one row per token instead (``position``, ``token``, one vector per row).
+``precision``: as :class:`elmo_model.embedder.SentenceEmbedder` (``fp32`` is float32 on a GPU too);
+``"auto"`` is resolved by each actor for its own device (``elmo embed`` resolves it once per run,
+so that an output never mixes precisions: pass an explicit one for a pool spread over machine
+types).
 """
 
 from __future__ import annotations
@@ -52,9 +56,11 @@ class ElmoEmbedder:
             raise ElmoError(f"layout must be one of {LAYOUTS} (token only with pooling none), got {layout!r}")
         self.layout = layout
         model = load_model(model_url, storage, expected_digest=model_hash)  # a node downloads it once
-        self.embedder = SentenceEmbedder(model.bilm, device, precision=precision)
-        # GPU actors in fp32 mode keep their bf16 matrix products; CPU fp32 is exact.
-        self.autocast = torch.device(device).type == "cuda" and precision == "fp32"
+        try:
+            self.embedder = SentenceEmbedder(model.bilm, device, precision=precision)
+        except ValueError as exc:
+            raise ElmoError(f"ElmoEmbedder: {exc}") from None
+        self.precision = self.embedder.precision  # what runs: "auto" resolved on this actor's device
         self.model_hash = model.digest
         self.sub_batch = sub_batch or default_batch_size(model.bilm.options)
         self.dim = model.bilm.options.output_dim
@@ -72,15 +78,12 @@ class ElmoEmbedder:
 
     def vectors(self, tokens: Sequence[Sequence[str]]) -> list[pa.Array]:
         """The vector columns (in :attr:`column_names` order) for ``tokens``, one row per sentence."""
-        import torch
-
         # Longest first, in sub-batches of similar length: little padding, same vectors regardless.
         order = sorted(range(len(tokens)), key=lambda i: -len(tokens[i]))
         columns: list[list[np.ndarray | None]] = [[None] * len(tokens) for _ in self.column_names]
         for start in range(0, len(order), self.sub_batch):
             chunk = order[start : start + self.sub_batch]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-                stacks = self.embedder([list(tokens[i]) for i in chunk])
+            stacks = self.embedder([list(tokens[i]) for i in chunk])
             for i, stack in zip(chunk, stacks):
                 for c, array in enumerate(self.spec.select(stack)):
                     columns[c][i] = array

@@ -31,7 +31,7 @@ from typing import Literal
 import pyarrow as pa
 
 from elmo_model.errors import ElmoError
-from elmo_model.precision_modes import PRECISIONS
+from elmo_model.precision_modes import PRECISION_CHOICES
 from pipelines import fault_injection
 from pipelines.embed import manifest
 from pipelines.embed.output import OutputSpec
@@ -57,7 +57,7 @@ class EmbedJobConfig:
     dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 256  # sentences per actor call
     sub_batch: int | None = None  # sentences per forward pass in the actor (None: measured per model shape)
-    precision: str = "fp32"  # fp32 | bf16 | int8 (elmo_model.precision; not exact, error in the README)
+    precision: str = "fp32"  # fp32 | bf16 | int8 | auto (elmo_model.precision; auto is resolved once per run)
     actors: tuple[int, ...] = (1, 2)  # MIN,MAX of the autoscaling actor pool
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
@@ -88,8 +88,8 @@ class EmbedJobConfig:
         if self.layout not in ("sentence", "token") or (self.layout == "token" and self.pooling != "none"):
             raise ElmoError(f"--layout must be sentence or token (token only with --pooling none), got "
                             f"{self.layout!r} with --pooling {self.pooling}")
-        if self.precision not in PRECISIONS:
-            raise ElmoError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise ElmoError(f"--precision must be one of {PRECISION_CHOICES}, got {self.precision!r}")
         if self.commit_bytes < 1 or self.lease_ttl_s < 1 or self.wait_s < 0:
             raise ElmoError("commit_bytes and lease_ttl_s must be positive (lease_ttl_s ≥ 1 s), --wait ≥ 0")
         if self.block_bytes < 1 or self.min_block_bytes < 1:
@@ -270,7 +270,11 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
     from pipelines.ingest.reader import number_read_blocks
     from pipelines.ray_support import ensure_ray
 
+    from pipelines.embed.precision import resolve_pool_precision
+
     config.validate()
+    config = dataclasses.replace(config, precision=resolve_pool_precision(config.precision, config.cpus_per_actor,
+                                                                          config.gpus_per_actor))
     faults = fault_injection.planned()
     entries, plan = list_inputs(config.inputs, config.ingest, options)
     out = resolve(config.output, options)

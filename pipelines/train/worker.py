@@ -27,6 +27,7 @@ from torch import nn
 from elmo_model.checkpoint import load_checkpoint, save_checkpoint
 from elmo_model.errors import ElmoError
 from elmo_model.export import export_model
+from elmo_model.precision import Autocast, training_autocast
 from elmo_model.train_config import TrainConfig
 from elmo_model.train_log import CSV_FILE, JSON_FILE, PLOT_FILE, MetricsLog
 from elmo_model.batch_plan import POOL_BATCHES
@@ -41,18 +42,6 @@ from pipelines.train.resume import (CHECKPOINT_FILE, EXPORT_DIR, META_FILE, chec
                                     checkpoint_files)
 
 log = logging.getLogger(__name__)  # Ray Train sends worker logs (root logger, INFO) to the driver's console
-
-
-class Autocast(nn.Module):
-    """Runs the wrapped module's forward under bf16 autocast (GPU workers)."""
-
-    def __init__(self, module: nn.Module, device_type: str = "cuda") -> None:
-        super().__init__()
-        self.module, self.device_type = module, device_type
-
-    def forward(self, *args: Any) -> Any:
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
-            return self.module(*args)
 
 
 def build_model(spec: dict, config: TrainConfig, vocab: Vocabulary) -> nn.Module:
@@ -134,11 +123,15 @@ def make_loop(spec: dict) -> TrainingLoop:
     torch.set_num_threads(spec.get("threads", 1))  # = the worker's CPUs: no oversubscription
     model = build_model(spec, config, vocab).to(device)
 
+    autocast, why = training_autocast(config.precision, device)
+    if rank == 0:
+        log.info("training precision: %s (%s)", "bf16 autocast" if autocast else "fp32", why)
+
     def wrap(module: nn.Module) -> nn.Module:
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             module = nn.parallel.DistributedDataParallel(module, device_ids=ids)
-        return Autocast(module) if device.type == "cuda" else module
+        return Autocast(module, device.type) if autocast is not None else module
 
     trainer = LmTrainer(model, config, device, wrap=wrap, rank=rank)
     train_pools = arrow_pools(lambda: ray_train.dataset("train").iter_batches(

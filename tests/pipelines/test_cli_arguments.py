@@ -140,3 +140,20 @@ def test_embed_and_vocab_unwritable_local_output_fail_before_ray(capsys, s3, tmp
     import ray
 
     assert not ray.is_initialized()
+
+
+def test_dump_precision_auto_says_what_it_chose_and_records_it(capsys, tmp_path):
+    import h5py
+
+    from elmo_model.precision import resolve_precision
+
+    text = tmp_path / "in.txt"
+    text.write_text("the river bank\n")
+    out = tmp_path / "out.hdf5"
+    fixture = "tests/fixtures/elmo_tiny"
+    assert cli.main(["dump", str(text), str(out), "--options-file", f"{fixture}/options.json", "--weight-file",
+                     f"{fixture}/lm_weights.hdf5", "--precision", "auto"]) == 0
+    chosen, why = resolve_precision("auto", "cpu")
+    assert f"elmo dump: precision {chosen} ({why})" in capsys.readouterr().err
+    with h5py.File(out) as f:
+        assert f.attrs["precision"] == chosen

@@ -110,3 +110,25 @@ def test_prune_drops_the_rows_of_deleted_inputs(env):
     assert {s for s, *_ in _rows(output)} == {"a.txt", "b.txt"}
     manifest = json.loads(resolve(output).fs.cat_file("oout/prune/_manifest.json"))
     assert set(manifest["inputs"]) == {"s3://ocorpus/prune/a.txt", "s3://ocorpus/prune/b.txt"}
+
+
+def test_precision_auto_is_resolved_once_where_the_actors_run_and_bound_to_the_output(env, caplog):
+    """``auto`` becomes the precision the actors' device calls for (asked of a Ray task with an
+    actor's resources); the output records that precision, and another precision is refused."""
+    import ray
+
+    from elmo_model.precision import resolve_precision
+
+    fs = resolve("s3://ocorpus").fs
+    fs.pipe_file("ocorpus/auto/a.txt", TEXTS["a.txt"].encode())
+    output = "s3://oout/auto"
+    expected = ray.get(ray.remote(lambda: resolve_precision("auto", "cpu")[0]).options(num_cpus=0.5).remote())
+    with caplog.at_level("INFO", logger="pipelines.embed.precision"):
+        run_embed(_config("B", output, "auto", precision="auto"))
+    assert f"--precision auto: the actors run {expected} (auto: a CPU" in caplog.text
+    manifest = json.loads(resolve(output).fs.cat_file("oout/auto/_manifest.json"))
+    assert manifest["binding"]["precision"] == expected
+    assert run_embed(_config("B", output, "auto", precision="auto")).embedded == []  # the same binding
+    other = "bf16" if expected == "fp32" else "fp32"
+    with pytest.raises(ElmoError, match=f"precision {expected}.*precision {other}"):
+        run_embed(_config("B", output, "auto", precision=other))

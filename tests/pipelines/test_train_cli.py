@@ -1,6 +1,6 @@
 """`elmo train` through the real command, end to end: the committed tiny config, everything on a moto S3.
 
-The run builds the vocabulary, trains 6 steps on 2 workers with validation and publishes the model;
+The run builds the vocabulary, trains 6 steps on 2 workers (in bf16) with validation and publishes the model;
 `elmo dump` reads the export. (A rerun continuing a run is tested in ``test_train_ray.py``.)
 """
 
@@ -42,7 +42,8 @@ def _train(name: str, *extra: str):
 
 def test_train_command_end_to_end(s3, tmp_path):
     name = f"cli-{uuid.uuid4().hex[:8]}"
-    first = _train(name, "--steps", "6")
+    first = _train(name, "--steps", "6", "--precision", "bf16")  # bf16 autocast on CPU workers
+    assert "training precision: bf16 autocast (asked for)" in first.stdout + first.stderr
     assert "steps: 6" in first.stdout and "valid perplexity:" in first.stdout
     assert "resumed at steps" not in first.stdout
     assert "step 6/6 loss" in first.stdout + first.stderr  # the workers' progress lines reach the console

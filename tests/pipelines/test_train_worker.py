@@ -13,7 +13,7 @@ from elmo_model.trainer import LmTrainer
 from elmo_model.vocab import Vocabulary
 from pipelines.train.resume import check_resume_key
 from elmo_model.train_loop import SingleProcess
-from pipelines.train.worker import Autocast
+from elmo_model.precision import Autocast
 
 SENTENCES = [s.split() for s in ["the cat sat on the mat", "a dog ran", "the dog saw a cat on a mat"]]
 

@@ -1,0 +1,46 @@
+"""``--precision auto`` for ``elmo embed``: decided once per run, where the actors run.
+
+Every actor of a run computes in the same precision (an output's vectors are never of two
+precisions): the driver resolves ``auto`` to ``fp32`` or ``bf16`` before the run binds its output,
+and the actors get that precision, not ``auto``. The device looked at is the actors': with a Ray
+cluster to join (``RAY_ADDRESS``, or Ray already started in this process), a one-off task with an
+actor's resources reports its node's device; on a local Ray it is this machine's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from elmo_model.errors import ElmoError
+
+log = logging.getLogger(__name__)
+
+
+def _device_precision(precision: str, gpus: float) -> tuple[str, str]:
+    from elmo_model.precision import resolve_precision
+
+    return resolve_precision(precision, "cuda" if gpus > 0 else "cpu")
+
+
+def resolve_pool_precision(precision: str, cpus_per_actor: float, gpus_per_actor: float) -> str:
+    """``precision``, with ``auto`` resolved for the device of this run's actors (logged)."""
+    if precision != "auto":
+        return precision
+    import ray
+
+    from pipelines.io.worker_env import joins_existing_ray
+
+    try:
+        if ray.is_initialized() or joins_existing_ray():
+            from pipelines.ray_support import ensure_ray
+
+            ensure_ray()
+            probe = ray.remote(_device_precision).options(num_cpus=min(cpus_per_actor, 1.0),
+                                                          num_gpus=gpus_per_actor or None)
+            chosen, why = ray.get(probe.remote(precision, gpus_per_actor))
+        else:
+            chosen, why = _device_precision(precision, gpus_per_actor)
+    except (ValueError, RuntimeError, AssertionError) as exc:  # e.g. CUDA asked for and not there
+        raise ElmoError(f"--precision auto: cannot tell the actors' device: {exc}") from None
+    log.info("--precision auto: the actors run %s (%s)", chosen, why)
+    return chosen
