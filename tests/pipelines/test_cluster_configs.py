@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
 LAUNCHER = CLUSTER / "aws.yaml"
 KUBERAY = sorted((CLUSTER / "kuberay").glob("*.yaml"))
-# Where the cluster docs show commands: cluster/README.md, and the README's section on clusters.
-DOCS = [(CLUSTER / "README.md", None), (ROOT / "README.md", "Running on a cluster")]
+# Where the cluster docs show commands: cluster/README.md, and docs/cluster.md (the README points to both).
+DOCS = [(CLUSTER / "README.md", None), (ROOT / "docs" / "cluster.md", None)]
 SECRET_NAMES = re.compile(r"AWS_SECRET_ACCESS_KEY|AWS_ACCESS_KEY_ID|AWS_SESSION_TOKEN|aws_secret_access_key|AKIA[0-9A-Z]{16}")
 
 
