@@ -5,8 +5,8 @@ or ``auto``.
 - ``bf16``: the matrix products run in bfloat16 with weights converted once (the LSTMs' and the
   token encoder's prepared weights are cached per module), LSTM cells and clipping in float32;
   ops not covered run under ``torch.autocast``. Fast where the hardware has bf16 matrix units
-  (Intel Xeons with AMX, GPUs of compute capability ≥ 8); on a CPU without them it is slower
-  than fp32 (AVX512-BF16 alone, as on AMD EPYC, measured 0.16–0.27× fp32).
+  (CPUs with AMX or AVX512-BF16, GPUs of compute capability ≥ 8; the fixture-sized toy model is
+  overhead-bound and slower in bf16); on a CPU without them it is slower than fp32 (0.16–0.27×).
 - ``auto``: :func:`resolve_precision` — ``bf16`` where :func:`bf16_matrix_units` says the device
   has them, ``fp32`` elsewhere.
 - ``int8``: the LSTM's input, recurrent and projection GEMMs use int8 weights (per output row
@@ -30,7 +30,7 @@ from torch import nn
 
 from elmo_model.precision_modes import PRECISION_CHOICES, PRECISIONS, TRAINING_PRECISIONS
 
-__all__ = ["PRECISIONS", "PRECISION_CHOICES", "PRECISION_BOUNDS", "bf16_matrix_units", "check_precision",
+__all__ = ["PRECISIONS", "PRECISION_CHOICES", "PRECISION_BOUNDS", "bf16_matrix_units", "cpu_bf16_isa", "cpu_has_amx", "check_precision",
            "current_precision", "layer_errors", "resolve_precision", "training_autocast", "use_precision", "Autocast", "Int8Linear"]
 
 # Stated error bounds against fp32 per layer: (max |diff|, min mean cosine similarity), checked by
@@ -75,21 +75,33 @@ def cpu_has_amx() -> bool:
     return "amx_bf16" in _cpu_flags()
 
 
+def cpu_bf16_isa() -> str | None:
+    """``"AMX"`` or ``"AVX512-BF16"``: this CPU's bf16 matrix instructions, as torch reports them
+    (``/proc/cpuinfo`` where torch cannot say); None without either."""
+    if cpu_has_amx():
+        return "AMX"
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    try:
+        avx = bool(probe()) if probe is not None else "avx512_bf16" in _cpu_flags()
+    except RuntimeError:
+        avx = "avx512_bf16" in _cpu_flags()
+    return "AVX512-BF16" if avx else None
+
+
 def bf16_matrix_units(device: torch.device | str = "cpu") -> tuple[bool, str]:
     """Whether ``device`` has bf16 matrix units, and what was found (for the log).
 
-    CUDA: compute capability ≥ 8 (Ampere and later). CPU: AMX. AVX512-BF16 alone does not count:
-    its bf16 dot products run slower than float32 GEMMs here (AMD EPYC: bf16 0.16–0.27× fp32).
+    CUDA: compute capability ≥ 8 (Ampere and later). CPU: AMX or AVX512-BF16 (an AMD EPYC with
+    AVX512-BF16 embedded the small and original shapes 1.5–2.1× faster in bf16; CPUs without
+    either run bf16 at 0.16–0.27× fp32).
     """
     device = torch.device(device)
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
         return major >= 8, f"a GPU of compute capability {major}.{minor}"
     if device.type == "cpu":
-        if cpu_has_amx():
-            return True, "a CPU with AMX (bf16 matrix units)"
-        avx = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-        return False, "a CPU with AVX512-BF16 but no AMX" if avx else "a CPU without bf16 matrix units"
+        isa = cpu_bf16_isa()
+        return (True, f"a CPU with {isa}") if isa else (False, "a CPU without AMX or AVX512-BF16")
     return False, f"a {device.type} device"
 
 

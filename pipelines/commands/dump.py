@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sentences per forward pass (default: measured per model shape; 64 with --stateful)")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
                    help="fp32 (default: float32 on CPU and GPU, exact) | bf16 | int8 (CPU) | auto (bf16 where the "
-                        "device has bf16 matrix units — AMX CPUs, GPUs of compute capability ≥ 8 — else fp32): "
+                        "device has bf16 matrix units — CPUs with AMX or AVX512-BF16, GPUs of compute capability ≥ 8 — else fp32): "
                         "low precisions are faster there, with the error stated in docs/performance.md")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice; 1 helps on a busy machine)")

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, help="sentences per actor call (default 256)")
     p.add_argument("--precision", choices=PRECISION_CHOICES,
                    help="fp32 (default: float32 on CPU and GPU, exact) | bf16 | int8 (CPU) | auto (bf16 where the "
-                        "device has bf16 matrix units — AMX CPUs, GPUs of compute capability ≥ 8 — else fp32): "
+                        "device has bf16 matrix units — CPUs with AMX or AVX512-BF16, GPUs of compute capability ≥ 8 — else fp32): "
                         "low precisions are faster there, with the error stated in docs/performance.md")
     p.add_argument("--actors", type=_min_max, metavar="MIN,MAX", help="actor pool size (default 1,2)")
     p.add_argument("--cpus-per-actor", type=positive_float, help="CPUs reserved per actor (default 1)")

@@ -19,18 +19,19 @@ SENTENCES = [["The", "bank", "raised", "rates", "."], ["They", "sat", "on", "the
 
 @pytest.fixture
 def amx(monkeypatch):
-    """Make this CPU report AMX (True) or not (False)."""
+    """Make this CPU report AMX (True) or no bf16 instructions at all (False)."""
     def set_amx(value: bool) -> None:
-        monkeypatch.setattr(precision_module, "cpu_has_amx", lambda: value)
+        monkeypatch.setattr(precision_module, "cpu_bf16_isa", lambda: "AMX" if value else None)
     return set_amx
 
 
-@pytest.mark.parametrize("has_amx, expected", [(True, "bf16"), (False, "fp32")])
-def test_auto_chooses_by_the_cpus_matrix_units(amx, has_amx, expected, tiny_files, caplog):
-    amx(has_amx)
-    assert bf16_matrix_units("cpu")[0] is has_amx
+@pytest.mark.parametrize("isa, expected", [("AMX", "bf16"), ("AVX512-BF16", "bf16"), (None, "fp32")])
+def test_auto_chooses_by_the_cpus_matrix_units(monkeypatch, isa, expected, tiny_files, caplog):
+    monkeypatch.setattr(precision_module, "cpu_bf16_isa", lambda: isa)
+    assert bf16_matrix_units("cpu")[0] is (isa is not None)
     chosen, why = resolve_precision("auto", "cpu")
-    assert chosen == expected and why.startswith("auto: a CPU")
+    assert chosen == expected
+    assert why == (f"auto: a CPU with {isa}" if isa else "auto: a CPU without AMX or AVX512-BF16")
     model = load_bilm(*tiny_files)
     with caplog.at_level("INFO", logger="elmo_model.embedder"):
         embedder = SentenceEmbedder(model, precision="auto")

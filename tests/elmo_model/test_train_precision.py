@@ -89,7 +89,7 @@ def test_bf16_training_learns(monkeypatch):
 
 @pytest.mark.parametrize("has_amx", [True, False])
 def test_training_precision_by_capability(monkeypatch, has_amx):
-    monkeypatch.setattr(precision_module, "cpu_has_amx", lambda: has_amx)
+    monkeypatch.setattr(precision_module, "cpu_bf16_isa", lambda: "AMX" if has_amx else None)
     assert training_autocast("auto", "cpu")[0] == (torch.bfloat16 if has_amx else None)
     assert training_autocast(None, "cpu") == (None, "a CPU worker's default")
     assert training_autocast(None, "cuda")[0] == torch.bfloat16  # GPU workers keep their bf16 autocast
