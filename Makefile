@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 EXTRAS ?= pipelines,local-s3,gcs,dev
 STAMP := $(VENV)/.installed-$(shell echo $(EXTRAS) | tr ',' '-')
 
-.PHONY: setup demo test test-slow test-all bench gpu-check clean
+.PHONY: setup demo test test-fast test-slow test-all bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -m "not slow and not network" $(PYTEST_ARGS)
+
+# No Ray, nothing slow: the model, formats, training loop and CLI parsing (about 2 minutes here).
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not network and not ray" $(PYTEST_ARGS)
 
 test-slow: setup
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected

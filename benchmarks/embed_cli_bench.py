@@ -4,7 +4,7 @@
 (see :mod:`benchmarks.shapes`) is written as ``options.json`` + ``weights.hdf5``; synthetic
 sentences (:mod:`benchmarks.corpus`) go to a local text file. Contenders:
 
-- ``in-process``: :class:`~elmo_model.embedder.SentenceEmbedder` over the sentences in
+- ``in-process``: :class:`~elmo_model.infer.embedder.SentenceEmbedder` over the sentences in
   length-sorted batches of 64, 1 torch thread, vectors only (no Parquet);
 - ``elmo embed``: :func:`pipelines.embed.job.run_embed` with 1 and 2 actors of 1 CPU each, top
   layer, float32, from text to committed Parquet, on a local Ray that this module starts once
@@ -33,8 +33,8 @@ import torch
 
 from benchmarks.corpus import make_sentences
 from benchmarks.shapes import SHAPES, random_model
-from elmo_model.embedder import SentenceEmbedder
-from elmo_model.weights import save_options, save_weights
+from elmo_model.infer.embedder import SentenceEmbedder
+from elmo_model.formats.weights import save_options, save_weights
 
 SHAPE = "small"
 
@@ -49,7 +49,7 @@ def _write_model(directory: Path) -> Path:
 
 def measure_in_process(model_dir: Path, sentences: list[list[str]], batch_size: int = 64) -> dict:
     """Vectors for every sentence with one thread, batches of similar length."""
-    from elmo_model.weights import load_bilm
+    from elmo_model.formats.weights import load_bilm
 
     default = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -23,7 +23,7 @@ PROJECTED = {"inference": 300_000, "training": 100_000}
 
 
 def inference_row(n_batches: int = 8, batch_size: int = 256) -> dict:
-    from elmo_model.embedder import SentenceEmbedder
+    from elmo_model.infer.embedder import SentenceEmbedder
 
     model = random_model(SHAPES["original"]).requires_grad_(False)
     embedder = SentenceEmbedder(model, "cuda", precision="bf16", token_cache_size=100_000)
@@ -40,11 +40,11 @@ def inference_row(n_batches: int = 8, batch_size: int = 256) -> dict:
 
 
 def training_row(steps: int = 10, batch_size: int = 128) -> dict:
-    from elmo_model.batching import collate, make_windows
-    from elmo_model.train_config import TrainConfig
-    from elmo_model.train_loop import new_model
-    from elmo_model.trainer import LmTrainer
-    from elmo_model.vocab import Vocabulary
+    from elmo_model.train.batching import collate, make_windows
+    from elmo_model.train.config import TrainConfig
+    from elmo_model.train.loop import new_model
+    from elmo_model.train.trainer import LmTrainer
+    from elmo_model.formats.vocab import Vocabulary
 
     sentences = [s for b in real_batches(steps + 2, batch_size, seed=4) for s in b]
     counts = Counter(w for s in sentences for w in s)

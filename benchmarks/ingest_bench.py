@@ -4,13 +4,13 @@
 
 Writes a Zipfian corpus of ``--mb`` MB of text (one sentence a line, ``--files`` files) to a
 temporary directory, then times the same work three ways — read the file, decode UTF-8, split
-lines, whitespace-tokenize, char-encode every token with :mod:`elmo_model.chars`:
+lines, whitespace-tokenize, char-encode every token with :mod:`elmo_model.model.chars`:
 
 1. ``plain loop``: a single-process Python loop, ``sentence_char_ids`` per line (the baseline);
 2. ``stages, 1 process``: the pipeline's own functions (:mod:`pipelines.ingest.text_sources`,
    :class:`pipelines.ingest.SentenceStage`) in one process, no Ray — separates what the batch
    encoding gains from what parallelism gains;
-3. ``ray data``: :func:`pipelines.ingest.read_sentences` on a local Ray, consumed by counting rows
+3. ``ray data``: :func:`pipelines.ingest.sentence_dataset` on a local Ray, consumed by counting rows
    in the workers (char ids are ~100 bytes per token, so nothing is shipped to the driver).
 
 Ray's start-up is not timed (one untimed pass over the first file warms the workers up); the Ray
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.fs
 
 from benchmarks.corpus import make_sentences, make_vocabulary
-from elmo_model.chars import sentence_char_ids
+from elmo_model.model.chars import sentence_char_ids
 
 
 def write_corpus(directory: Path, megabytes: float, n_files: int, seed: int = 0) -> int:
@@ -80,10 +80,10 @@ def stages_one_process(files: list[Path]) -> int:
 
 def ray_pipeline(directory: Path) -> int:
     """The Ray Data pipeline over ``directory`` (or one file), rows counted in the workers."""
-    from pipelines.ingest.reader import read_sentences
+    from pipelines.ingest.reader import sentence_dataset
     from pipelines.ray_support import clean_errors
 
-    counts = read_sentences(str(directory)).map_batches(
+    counts = sentence_dataset(str(directory)).map_batches(
         lambda t: pa.table({"n": [t.num_rows]}), batch_size=None, batch_format="pyarrow")
     with clean_errors():
         return int(sum(counts.to_pandas()["n"]))

@@ -1,10 +1,10 @@
 """One very long line (10,000 to 1,000,000 tokens): time, work and peak memory of the
 window-by-window embedder.
 
-Modes: ``dump`` — ``elmo dump``'s writer (:func:`elmo_model.dump.write_embeddings`) to an hdf5
+Modes: ``dump`` — ``elmo dump``'s writer (:func:`elmo_model.infer.dump.write_embeddings`) to an hdf5
 file in a temporary directory, all layers: the pieces of
-:meth:`~elmo_model.embedder.SentenceEmbedder.iter_pieces` go to disk as they come, so its working
-memory should not grow with the line. ``stream`` — :meth:`~elmo_model.embedder.SentenceEmbedder.iter_long`
+:meth:`~elmo_model.infer.embedder.SentenceEmbedder.iter_pieces` go to disk as they come, so its working
+memory should not grow with the line. ``stream`` — :meth:`~elmo_model.infer.embedder.SentenceEmbedder.iter_long`
 (whole pieces in order), consumed as they come. ``whole`` — one embedder call, which returns one
 ``(L+1, n, 2·proj)`` array: that array is the growth. Working memory = peak RSS during the call
 minus RSS before it (after handing free heap memory back to the OS). ``lstm_positions_per_token``
@@ -35,7 +35,7 @@ import torch
 from benchmarks.corpus import make_sentences
 from benchmarks.machine import machine_info, peak_rss_mb, release_free_memory, reset_peak_rss, rss_mb
 from benchmarks.shapes import SHAPES, random_model
-from elmo_model.embedder import SentenceEmbedder
+from elmo_model.infer.embedder import SentenceEmbedder
 
 PLAN = [("fixture", 10_000, "stream"), ("fixture", 100_000, "stream"), ("fixture", 100_000, "dump"),
         ("fixture", 100_000, "whole"), ("small", 10_000, "stream")]
@@ -62,7 +62,7 @@ def _count_lstm_positions(bilm) -> list[int]:
 
 def _model(shape: str):
     if shape == "fixture-weights":  # the trained tiny fixture (tests/fixtures/elmo_tiny)
-        from elmo_model.weights import load_bilm
+        from elmo_model.formats.weights import load_bilm
 
         return load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5").requires_grad_(False)
     return random_model(SHAPES[shape]).requires_grad_(False)
@@ -88,7 +88,7 @@ def measure(shape: str, n_tokens: int, mode: str) -> dict:
         for piece in embedder.iter_long(line):
             n_out += piece.shape[1]
     elif mode == "dump":
-        from elmo_model.dump import write_embeddings
+        from elmo_model.infer.dump import write_embeddings
 
         write_embeddings([text], Path(scratch.name) / "out.hdf5", bilm, progress=False)
         n_out = n_tokens

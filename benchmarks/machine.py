@@ -23,7 +23,7 @@ def machine_info() -> dict:
         cpu = match.group(1).strip() if match else cpu
     except OSError:
         pass
-    from elmo_model.precision import bf16_matrix_units, cpu_has_amx
+    from elmo_model.model.precision import bf16_matrix_units, cpu_has_amx
 
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "python": platform.python_version(),

@@ -3,10 +3,10 @@
 Every contender embeds the same batches (64 real sentences of 20–30 tokens from the demo corpus) with the same
 random-weight model, one after the other for each batch, so that a busy machine slows them alike:
 
-- ``reference``: :class:`elmo_model.reference.ReferenceBiLm`, the plain oracle (char-CNN over every
+- ``reference``: :class:`elmo_model.testing.reference.ReferenceBiLm`, the plain oracle (char-CNN over every
   position, one sentence and one time step at a time; skipped on the original shape, where it
   takes minutes a batch);
-- ``batched reference``: :class:`benchmarks.batched_reference.BatchedReferenceBiLm`, AllenNLP's
+- ``batched reference``: :class:`elmo_model.testing.batched_reference.BatchedReferenceBiLm`, AllenNLP's
   algorithm written independently (full char-CNN, per LSTM one batched step per time step):
   what a careful user would otherwise run, and the ratio the README states;
 - ``plain batched``: ``BiLm.forward`` with autograd on (the training path: batched steps,
@@ -32,15 +32,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchmarks.batched_reference import BatchedReferenceBiLm
+from elmo_model.testing.batched_reference import BatchedReferenceBiLm
 from benchmarks.corpus import real_batches
 from benchmarks.machine import peak_rss_mb, release_free_memory, reset_peak_rss, rss_mb
 from benchmarks.shapes import SHAPES, flops_per_position, random_model
-from elmo_model import packed_lstm
-from elmo_model.chars import batch_char_ids
-from elmo_model.embedder import SentenceEmbedder
-from elmo_model.reference import ReferenceBiLm
-from elmo_model.weights import bilm_arrays
+from elmo_model.model import packed_lstm
+from elmo_model.model.chars import batch_char_ids
+from elmo_model.infer.embedder import SentenceEmbedder
+from elmo_model.testing.reference import ReferenceBiLm
+from elmo_model.formats.weights import bilm_arrays
 
 # (batches, rounds) per shape: every batch is run ``rounds`` times by each contender, round
 # robin, and its best time counts (the reference on the original shape takes ~30 s a batch).

@@ -6,7 +6,7 @@ CPU has AMX, else fp32).
 Per shape, the same batches of 64 real sentences (20–30 tokens, demo corpus) go through an
 embedder per precision (token cache warm, as in a long run), round robin; tokens/s counts each
 batch's best round. Error per layer against fp32 on the same sentences: max |diff| and the mean
-cosine similarity of the token vectors (:func:`elmo_model.precision.layer_errors`).
+cosine similarity of the token vectors (:func:`elmo_model.model.precision.layer_errors`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 from benchmarks.corpus import real_batches
 from benchmarks.report import print_rows_main
 from benchmarks.shapes import SHAPES, random_model
-from elmo_model.embedder import SentenceEmbedder
-from elmo_model.precision import PRECISION_BOUNDS, PRECISION_CHOICES, layer_errors
+from elmo_model.infer.embedder import SentenceEmbedder
+from elmo_model.model.precision import PRECISION_BOUNDS, PRECISION_CHOICES, layer_errors
 
 PLAN = {"fixture": (3, 2), "small": (2, 2), "original": (1, 2)}  # (batches, rounds)
 QUICK_PLAN = {"fixture": (1, 1)}

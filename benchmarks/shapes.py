@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from elmo_model.bilm import BiLm
-from elmo_model.options import ElmoOptions
-from elmo_model.train_config import MODEL_PRESETS
+from elmo_model.model.bilm import BiLm
+from elmo_model.model.options import ElmoOptions
+from elmo_model.train.config import MODEL_PRESETS
 
 SHAPES: dict[str, ElmoOptions] = {
     "fixture": ElmoOptions(**MODEL_PRESETS["tiny"]),  # tests/fixtures/elmo_tiny/options.json

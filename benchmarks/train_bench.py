@@ -14,11 +14,11 @@ import torch
 
 from benchmarks.corpus import make_sentences, make_vocabulary
 from benchmarks.report import print_rows_main
-from elmo_model.batching import collate, make_windows
-from elmo_model.train_config import TrainConfig
-from elmo_model.train_loop import new_model
-from elmo_model.trainer import LmTrainer
-from elmo_model.vocab import Vocabulary
+from elmo_model.train.batching import collate, make_windows
+from elmo_model.train.config import TrainConfig
+from elmo_model.train.loop import new_model
+from elmo_model.train.trainer import LmTrainer
+from elmo_model.formats.vocab import Vocabulary
 
 
 def measure(preset: str, steps: int, batch_size: int = 32, seed: int = 0) -> dict:

@@ -4,7 +4,7 @@
 each batch is trained by one and then the other (alternating which goes first), so a busy shared
 machine slows both alike. ``current`` is the step-by-step path (``Conv1d`` over all 50 chars,
 one autograd LSTM step at a time, ``F.cross_entropy``), ``fast`` the default path
-(:func:`elmo_model.language_model.set_fast_training`). Both see the same batches and the same
+(:func:`elmo_model.model.language_model.set_fast_training`). Both see the same batches and the same
 dropout masks, so their losses must agree step after step (``max_loss_diff``: float32 drift).
 
 Shapes: ``small`` (the preset: char-CNN of 2048 filters, LSTM 1024 → 128; sampled softmax,
@@ -26,14 +26,14 @@ import torch
 
 from benchmarks.corpus import make_sentences, make_vocabulary
 from benchmarks.report import print_rows_main
-from elmo_model.batching import collate, make_windows
-from elmo_model.chars import BOS_TOKEN, EOS_TOKEN
-from elmo_model.language_model import set_fast_training
-from elmo_model.stream import TokenStreams
-from elmo_model.train_config import TrainConfig
-from elmo_model.train_loop import new_model
-from elmo_model.trainer import LmTrainer
-from elmo_model.vocab import Vocabulary
+from elmo_model.train.batching import collate, make_windows
+from elmo_model.model.chars import BOS_TOKEN, EOS_TOKEN
+from elmo_model.model.language_model import set_fast_training
+from elmo_model.train.stream import TokenStreams
+from elmo_model.train.config import TrainConfig
+from elmo_model.train.loop import new_model
+from elmo_model.train.trainer import LmTrainer
+from elmo_model.formats.vocab import Vocabulary
 
 PTB_CONFIG = Path(__file__).resolve().parent.parent / "pipelines" / "configs" / "train_ptb_cpu.toml"
 PTB_MODEL = tomllib.loads(PTB_CONFIG.read_text())["training"]["model_overrides"]

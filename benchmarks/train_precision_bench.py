@@ -19,12 +19,12 @@ import torch
 
 from benchmarks.machine import machine_info
 from benchmarks.train_quality_bench import PTB_MODEL, QUICK_MODEL, BatchCursor, Settings, load_corpus
-from elmo_model.batching import make_windows
-from elmo_model.perplexity import sentence_perplexity
-from elmo_model.precision import Autocast
-from elmo_model.train_loop import new_model
-from elmo_model.trainer import LmTrainer
-from elmo_model.vocab import Vocabulary
+from elmo_model.train.batching import make_windows
+from elmo_model.eval.perplexity import sentence_perplexity
+from elmo_model.model.precision import Autocast
+from elmo_model.train.loop import new_model
+from elmo_model.train.trainer import LmTrainer
+from elmo_model.formats.vocab import Vocabulary
 
 STEPS, QUICK_STEPS = 400, 4
 

@@ -10,13 +10,13 @@ two ``nn.LSTM(proj_size=…)`` layers with a residual connection around the seco
 softmax (``nn.Linear`` + ``F.cross_entropy``) shared by both directions, dropout at the same
 places (every LSTM layer's input and the top output). Both read the same batches in the same
 order (PTB train sentences → windows of ``max_tokens`` → length-bucketed shuffled batches, from
-:mod:`elmo_model.batching`) with the same optimizer settings (AdamW, constant learning rate,
+:mod:`elmo_model.train.batching`) with the same optimizer settings (AdamW, constant learning rate,
 gradient-norm clipping). The next step always goes to the model that has been charged less
 time, so steps interleave finely and machine load hits both alike; each is charged only its own
 ``train_step`` (batch → tensors → forward → backward → clip → optimizer step), and each stops at
 the budget. Then both are evaluated per sentence (each sentence alone, ``<S> … </S>``, zero
 state, full softmax: targets = words + ``</S>`` forward, ``<S>`` + words backward) on PTB valid
-(or test). Goal (issue 15 item 5): project ≤ 0.8 × reference perplexity at equal time.
+(or test). Goal: project ≤ 0.8 × reference perplexity at equal time.
 
 Differences, by design of "plain PyTorch": ``nn.LSTM`` has no cell or projection clipping (the
 project clips both at 3, as bilm-tf), no forget-gate bias of +1, and PyTorch's default
@@ -47,12 +47,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmarks.machine import machine_info
-from elmo_model.batching import bucketed_batches, collate, make_windows
-from elmo_model.perplexity import sentence_perplexity
-from elmo_model.train_config import TrainConfig
-from elmo_model.train_loop import new_model
-from elmo_model.trainer import LmTrainer, unigram_perplexity
-from elmo_model.vocab import Vocabulary
+from elmo_model.train.batching import bucketed_batches, collate, make_windows
+from elmo_model.eval.perplexity import sentence_perplexity
+from elmo_model.train.config import TrainConfig
+from elmo_model.train.loop import new_model
+from elmo_model.train.trainer import LmTrainer, unigram_perplexity
+from elmo_model.formats.vocab import Vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 PTB_DIR = ROOT / "data" / "cache" / "ptb"
@@ -216,15 +216,15 @@ def reference_sentence_perplexity(model: ReferenceBiLm, vocab: Vocabulary, sente
 # Data and the interleaved run.
 
 
-def read_sentences(path: Path) -> list[list[str]]:
+def read_token_lists(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.split()]
 
 
 def load_corpus(split: str, quick: bool) -> tuple[str, list[list[str]], list[list[str]]]:
     """``(name, train sentences, held-out sentences)``: PTB when fetched, else the demo corpus."""
     if not quick and (PTB_DIR / "train.txt").exists():
-        return f"PTB ({split})", read_sentences(PTB_DIR / "train.txt"), read_sentences(PTB_DIR / f"{split}.txt")
-    sentences = read_sentences(DEMO_CORPUS)
+        return f"PTB ({split})", read_token_lists(PTB_DIR / "train.txt"), read_token_lists(PTB_DIR / f"{split}.txt")
+    sentences = read_token_lists(DEMO_CORPUS)
     cut = len(sentences) * 9 // 10
     if quick:
         return "demo corpus (quick)", sentences[:400], sentences[cut : cut + 40]

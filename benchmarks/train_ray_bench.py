@@ -26,8 +26,8 @@ from pathlib import Path
 from benchmarks.corpus import make_sentences, make_vocabulary
 from benchmarks.report import print_rows_main
 from benchmarks.train_bench import measure as measure_in_process
-from elmo_model.train_config import TrainConfig
-from elmo_model.vocab import Vocabulary
+from elmo_model.train.config import TrainConfig
+from elmo_model.formats.vocab import Vocabulary
 
 
 def _write_inputs(directory: Path, n_sentences: int, seed: int = 0) -> tuple[str, str]:

@@ -10,12 +10,12 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "BiLm": "elmo_model.bilm", "BiLmOutput": "elmo_model.bilm", "BiLmState": "elmo_model.bilm",
-    "batch_char_ids": "elmo_model.chars", "Elmo": "elmo_model.elmo", "batch_to_ids": "elmo_model.elmo",
-    "SentenceEmbedder": "elmo_model.embedder", "ElmoError": "elmo_model.errors",
-    "ElmoOptions": "elmo_model.options", "ScalarMix": "elmo_model.scalar_mix",
-    "load_bilm": "elmo_model.weights", "read_options": "elmo_model.weights",
-    "save_options": "elmo_model.weights", "save_weights": "elmo_model.weights",
+    "BiLm": "elmo_model.model.bilm", "BiLmOutput": "elmo_model.model.bilm", "BiLmState": "elmo_model.model.bilm",
+    "batch_char_ids": "elmo_model.model.chars", "Elmo": "elmo_model.infer.elmo", "batch_to_ids": "elmo_model.infer.elmo",
+    "SentenceEmbedder": "elmo_model.infer.embedder", "ElmoError": "elmo_model.errors",
+    "ElmoOptions": "elmo_model.model.options", "ScalarMix": "elmo_model.model.scalar_mix",
+    "load_bilm": "elmo_model.formats.weights", "read_options": "elmo_model.formats.weights",
+    "save_options": "elmo_model.formats.weights", "save_weights": "elmo_model.formats.weights",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -1,9 +1,9 @@
 """The names of the inference precisions (torch-free, so that command-line parsers load fast);
-what each does is in :mod:`elmo_model.precision`."""
+what each does is in :mod:`elmo_model.model.precision`."""
 
 PRECISIONS = ("fp32", "bf16", "int8")
 # What a user may ask for: a precision, or "auto" (bf16 where the device has bf16 matrix units,
-# fp32 elsewhere; see :func:`elmo_model.precision.resolve_precision`).
+# fp32 elsewhere; see :func:`elmo_model.model.precision.resolve_precision`).
 PRECISION_CHOICES = (*PRECISIONS, "auto")
 # Training: float32, bf16 autocast (master weights and optimizer state float32), or auto.
 TRAINING_PRECISIONS = ("fp32", "bf16", "auto")

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in SUBCOMMANDS:
         command.register(sub)
+    parser.set_defaults(build_parser=build_parser)  # for elmo submit, which checks the job's command line
     return parser
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elmo_model.train_config import TrainConfig
+from elmo_model.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).parent / "data"
@@ -148,7 +148,7 @@ def _corpus_occurrences(config: DemoConfig, layer: str):
     """Occurrences of the word in the embedded Parquet output, read back with plain pyarrow."""
     import pyarrow.parquet as pq
 
-    from elmo_model.neighbors import Occurrence
+    from elmo_model.eval.neighbors import Occurrence
     from pipelines.io.storage import resolve
 
     loc = resolve(f"s3://{BUCKET}/vectors")
@@ -163,8 +163,8 @@ def _corpus_occurrences(config: DemoConfig, layer: str):
 
 def show_neighbours(config: DemoConfig, layer: str = "layer_2") -> dict[str, float]:
     """Print each labelled example's nearest occurrences; return within/across-sense similarity."""
-    from elmo_model.embedder import SentenceEmbedder
-    from elmo_model.neighbors import nearest, occurrences
+    from elmo_model.infer.embedder import SentenceEmbedder
+    from elmo_model.eval.neighbors import nearest, occurrences
     from pipelines.io.model_store import load_model
 
     embedder = SentenceEmbedder(load_model(f"s3://{BUCKET}/model").bilm)
@@ -182,7 +182,7 @@ def show_neighbours(config: DemoConfig, layer: str = "layer_2") -> dict[str, flo
 
 def sense_separation(labelled) -> dict[str, float]:
     """Mean cosine similarity between occurrences of the same sense and of different senses."""
-    from elmo_model.neighbors import unit_vectors as unit
+    from elmo_model.eval.neighbors import unit_vectors as unit
 
     same, across = [], []
     for i, (a, sa) in enumerate(labelled):

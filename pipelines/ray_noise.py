@@ -1,4 +1,4 @@
-"""What of Ray's own output an ``elmo`` user sees: only what matters (issue 16, item 9).
+"""What of Ray's own output an ``elmo`` user sees: only what matters.
 
 Ray 2.60 prints, on every successful run, lines that ask nothing of the user:
 

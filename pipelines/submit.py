@@ -21,6 +21,7 @@ SIGTERM does the same and returns 143.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -29,7 +30,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -101,10 +102,12 @@ def resolve_address(flag: str | None, environ: Mapping[str, str] = os.environ) -
                     "(the dashboard's URL, e.g. from `ray dashboard cluster/aws.yaml`)")
 
 
-def elmo_command(argv: Sequence[str]) -> tuple[str, ...]:
+def elmo_command(argv: Sequence[str], build_parser: Callable[[], argparse.ArgumentParser]) -> tuple[str, ...]:
     """The ``elmo`` arguments after ``--`` (a leading ``elmo`` is dropped), checked by elmo's parser.
 
-    An unknown subcommand or flag fails here (after argparse's message), before anything is submitted.
+    ``build_parser`` builds elmo's parser (:func:`pipelines.cli.build_parser`, passed in: this module
+    sits below the CLI). An unknown subcommand or flag fails here (after argparse's message), before
+    anything is submitted.
     """
     args = list(argv)
     if args[:1] == ["--"]:
@@ -115,8 +118,6 @@ def elmo_command(argv: Sequence[str]) -> tuple[str, ...]:
         raise ElmoError("nothing to submit: give the command after --, e.g. elmo submit -- vocab --input URL ...")
     if args[0] == "submit":
         raise ElmoError("elmo submit cannot submit itself")
-    from pipelines.cli import build_parser
-
     try:
         build_parser().parse_args(args)  # argparse prints what is wrong
     except SystemExit as exc:

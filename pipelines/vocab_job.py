@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from elmo_model.errors import ElmoError
-from elmo_model.vocab import SPECIAL_TOKENS, Vocabulary
+from elmo_model.formats.vocab import SPECIAL_TOKENS, Vocabulary
 from pipelines.config import write_config
 from pipelines.ingest.reader import DEFAULT_READ_CPUS, READ_TASK_MEMORY, IngestConfig, InputPlan, check_sentences, plan_inputs, read_records
 from pipelines.ingest.sentences import SPLITTERS, TOKENIZERS, resolve_fn, sentence_table

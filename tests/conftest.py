@@ -1,5 +1,7 @@
 import json
+import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -44,3 +46,22 @@ def tmpfs(tmp_path_factory):
     for directory in mounted:
         if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(directory)], capture_output=True)
+
+
+RAY_ALLOWED_VAR = "ELMO_TEST_RAY_ALLOWED"  # read by support.run_elmo
+
+
+@pytest.fixture(autouse=True)
+def _ray_only_in_tests_marked_ray(request):
+    """A test that starts Ray (in this process, or an ``elmo`` command that does) must be marked
+    ``ray``: ``make test-fast`` deselects those and must not start Ray."""
+    marked = request.node.get_closest_marker("ray") is not None
+    before = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    os.environ[RAY_ALLOWED_VAR] = "1" if marked else "0"
+    try:
+        yield
+    finally:
+        os.environ.pop(RAY_ALLOWED_VAR, None)
+    started = "ray" in sys.modules and sys.modules["ray"].is_initialized() and not before
+    if started and not marked:
+        pytest.fail(f"{request.node.nodeid} started Ray but is not marked ray", pytrace=False)

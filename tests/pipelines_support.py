@@ -214,7 +214,7 @@ def expired_foreign_lease(output_url: str, run_id: str = "dead-run") -> None:
 def race_for_expired_lease(output_url: str, contenders: int = 4):
     """``contenders`` threads try, at once, to take over an expired lease on ``output_url``; returns
     the leases and each one's outcome ("won" or the LeaseHeld message)."""
-    from pipelines.embed.lease import LeaseHeld, RunLease
+    from pipelines.io.lease import LeaseHeld, RunLease
     from pipelines.io.storage import resolve
 
     expired_foreign_lease(output_url)

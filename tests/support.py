@@ -6,8 +6,8 @@ import sys
 
 import torch
 
-from elmo_model.bilm import BiLm
-from elmo_model.options import ElmoOptions
+from elmo_model.model.bilm import BiLm
+from elmo_model.model.options import ElmoOptions
 
 
 def random_bilm(seed: int = 0, **overrides) -> BiLm:
@@ -35,8 +35,14 @@ def random_bilm(seed: int = 0, **overrides) -> BiLm:
     return model.eval()
 
 
+# The subcommands that start (or join) a Ray when they run; a test running one must be marked ray.
+RAY_COMMANDS = {"vocab", "train", "embed", "demo", "submit"}
+
+
 def run_elmo(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the `elmo` command line (the installed package's entry point) in a subprocess."""
+    if args and args[0] in RAY_COMMANDS and "--help" not in args and os.environ.get("ELMO_TEST_RAY_ALLOWED") == "0":
+        raise AssertionError(f"elmo {args[0]} starts Ray: mark the test ray")
     merged = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=merged)

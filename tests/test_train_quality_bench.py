@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from benchmarks import train_quality_bench as bench
-from elmo_model.batching import collate, make_windows
-from elmo_model.language_model import BiLmWithSoftmax, initialize_like_bilm_tf
-from elmo_model.options import ElmoOptions
-from elmo_model.vocab import Vocabulary
+from elmo_model.train.batching import collate, make_windows
+from elmo_model.model.language_model import BiLmWithSoftmax, initialize_like_bilm_tf
+from elmo_model.model.options import ElmoOptions
+from elmo_model.formats.vocab import Vocabulary
 
 SHAPE = dict(filters=[[1, 8], [2, 8], [3, 16]], char_embedding_dim=4, n_highway=2, lstm_dim=24,
              projection_dim=12, n_layers=2, use_skip_connections=True)

@@ -1,4 +1,4 @@
-"""Real ``elmo train`` processes for the tests of training runs (issue 25 items 2–4): a small corpus,
+"""Real ``elmo train`` processes for the tests of training runs: a small corpus,
 its vocabulary and a run configuration, and a process whose merged output is collected line by line.
 
 A tiny model, 8-sentence batches, 20-token windows: a step takes a few hundredths of a second, so a
@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from elmo_model.vocab import Vocabulary
+from elmo_model.formats.vocab import Vocabulary
 
 ROOT = Path(__file__).parents[1]
 CONFIG = """\

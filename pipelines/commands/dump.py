@@ -1,4 +1,4 @@
-"""``elmo dump``: the original ``elmo`` command (see :mod:`elmo_model.dump`)."""
+"""``elmo dump``: the original ``elmo`` command (see :mod:`elmo_model.infer.dump`)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from elmo_model.dump import check_output_file, parse_sentences, read_sentences, write_embeddings
+    from elmo_model.infer.dump import check_output_file, parse_sentences, read_sentence_lines, write_embeddings
     from pipelines.io.model_store import load_model_files
     from pipelines.io.storage import read_bytes
 
@@ -54,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     local = "://" not in args.input_file or args.input_file.startswith("file://")
-    sentences = (read_sentences(args.input_file) if local
+    sentences = (read_sentence_lines(args.input_file) if local
                  else parse_sentences(read_bytes(args.input_file), args.input_file))
     model = load_model_files(args.options_file, args.weight_file)
     precision = args.precision
     if precision == "auto":
-        from elmo_model.precision import resolve_precision
+        from elmo_model.model.precision import resolve_precision
 
         try:
             precision, why = resolve_precision(precision, args.device)

@@ -42,7 +42,7 @@ def load_lm(model_url: str):
 
 def run_perplexity(args: argparse.Namespace) -> int:
     from elmo_model.errors import ElmoError
-    from elmo_model.perplexity import perplexity
+    from elmo_model.eval.perplexity import perplexity
     from pipelines.io.storage import list_files, read_text
 
     sentences = [line.split() for url in args.input for entry in list_files(url)

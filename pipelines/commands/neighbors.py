@@ -47,9 +47,9 @@ def check_layer(layer: str | int, n_layers: int, model_url: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from elmo_model.embedder import SentenceEmbedder
+    from elmo_model.infer.embedder import SentenceEmbedder
     from elmo_model.errors import ElmoError
-    from elmo_model.neighbors import nearest, occurrences
+    from elmo_model.eval.neighbors import nearest, occurrences
     from pipelines.io.model_store import load_model
 
     embedder = SentenceEmbedder(load_model(args.model).bilm)

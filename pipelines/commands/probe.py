@@ -1,5 +1,5 @@
 """``elmo eval probe pos|wsd``: what each layer of a biLM knows (linear POS probe on Brown,
-1-nearest-neighbour word sense on WordNet usage examples); see :mod:`elmo_model.probes`."""
+1-nearest-neighbour word sense on WordNet usage examples); see :mod:`elmo_model.eval.probes`."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def read_sense_examples(url: str, max_lemmas: int, seed: int, min_examples: int 
     ``min_examples`` examples each (other senses' examples dropped), ``max_lemmas`` of those
     lemmas drawn at random (0: all)."""
     from elmo_model.errors import ElmoError
-    from elmo_model.probes import keep_polysemous
+    from elmo_model.eval.probes import keep_polysemous
     from pipelines.io.storage import read_text
 
     lines = [line for line in read_text(url).split("\n") if line.strip()]
@@ -146,7 +146,7 @@ def flat(rows: list[list[str]]) -> list[str]:
 def _embedder(args: argparse.Namespace):
     import torch
 
-    from elmo_model.embedder import SentenceEmbedder
+    from elmo_model.infer.embedder import SentenceEmbedder
     from pipelines.io.model_store import load_model
 
     if args.threads > 0:
@@ -156,7 +156,7 @@ def _embedder(args: argparse.Namespace):
 
 def pos_results(args: argparse.Namespace) -> dict[str, Any]:
     """Embed the sampled Brown sentences, train and score the probes, compute the baselines."""
-    from elmo_model import probes
+    from elmo_model.eval import probes
 
     started = time.perf_counter()
     train_sents, train_tags = read_tagged(args.data, "train", args.tags, args.max_train_sentences, args.seed)
@@ -189,7 +189,7 @@ def wsd_results(args: argparse.Namespace) -> dict[str, Any]:
     """Embed the sampled usage examples and score 1-NN per layer and the baselines."""
     import numpy as np
 
-    from elmo_model import probes
+    from elmo_model.eval import probes
     from elmo_model.errors import ElmoError
 
     started = time.perf_counter()

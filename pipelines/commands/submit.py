@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from elmo_model.errors import ElmoError
     from pipelines import submit
 
-    command = submit.elmo_command(args.job_command)
+    command = submit.elmo_command(args.job_command, args.build_parser)
     if args.no_working_dir:
         working_dir = None
     elif args.working_dir:

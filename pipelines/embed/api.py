@@ -15,7 +15,7 @@ Each row needs a ``text`` column (tokenized like ``elmo embed``: whitespace by d
 column(s) of the layer selection (``embedding``, or ``layer_0 … layer_L`` for ``layers="all"``) and
 ``model`` (the model's digest): the same vectors as ``elmo embed`` writes for the same sentences.
 ``layout="token"``: one row per token instead (``position``, ``token``, one vector per row).
-``precision``: as :class:`elmo_model.embedder.SentenceEmbedder` (``fp32`` is float32 on a GPU too);
+``precision``: as :class:`elmo_model.infer.embedder.SentenceEmbedder` (``fp32`` is float32 on a GPU too);
 ``"auto"`` is resolved by each actor for its own device (``elmo embed`` resolves it once per run,
 so that an output never mixes precisions: pass an explicit one for a pool spread over machine
 types).
@@ -45,7 +45,7 @@ class ElmoEmbedder:
                  layout: str = "sentence") -> None:
         import torch
 
-        from elmo_model.embedder import SentenceEmbedder, default_batch_size
+        from elmo_model.infer.embedder import SentenceEmbedder, default_batch_size
         from pipelines.ingest.sentences import TOKENIZERS, resolve_fn
         from pipelines.io.model_store import load_model
 

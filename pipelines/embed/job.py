@@ -1,6 +1,6 @@
 """``elmo embed``: contextual vectors for a corpus, on a Ray actor pool, written as Parquet.
 
-    lease on the output (pipelines.embed.lease) → recovery of what earlier runs left →
+    lease on the output (pipelines.io.lease) → recovery of what earlier runs left →
     inputs (listed, fingerprinted) → manifest says which are new/changed/partly done → read blocks
     (pipelines.ingest.blocks: line-aligned byte ranges, row groups; about 4 per actor, at most
     ``block_bytes``) → placement check (pipelines.embed.placement) → groups of blocks
@@ -57,7 +57,7 @@ class EmbedJobConfig:
     dtype: Literal["float32", "float16"] = "float32"
     batch_size: int = 256  # sentences per actor call
     sub_batch: int | None = None  # sentences per forward pass in the actor (None: measured per model shape)
-    precision: str = "fp32"  # fp32 | bf16 | int8 | auto (elmo_model.precision; auto is resolved once per run)
+    precision: str = "fp32"  # fp32 | bf16 | int8 | auto (elmo_model.model.precision; auto is resolved once per run)
     actors: tuple[int, ...] = (1, 2)  # MIN,MAX of the autoscaling actor pool
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0

@@ -5,7 +5,7 @@ run settings (model + layers/pooling/dtype) and the output files it produced, pl
 last commit; an input of which only some read blocks (:mod:`pipelines.ingest.blocks`) are
 committed also records the keys of all its blocks (``parts``) and of those committed (``done``),
 and the next run embeds only the rest. A run (holding the output's lease,
-:mod:`pipelines.embed.lease`) embeds groups of read blocks of new, changed or partly committed
+:mod:`pipelines.io.lease`) embeds groups of read blocks of new, changed or partly committed
 inputs into ``_staging/<run_id>/<group>/`` and commits each group as it finishes:
 
 1. ``_commits/<commit_id>.json`` is written: the moves (staging → final) and the deletions (old

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def _device_precision(precision: str, gpus: float) -> tuple[str, str]:
-    from elmo_model.precision import resolve_precision
+    from elmo_model.model.precision import resolve_precision
 
     return resolve_precision(precision, "cuda" if gpus > 0 else "cpu")
 

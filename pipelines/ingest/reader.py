@@ -1,7 +1,7 @@
 """Ray Data ingestion: files under URLs → records → sentences with char ids (and token ids).
 
     plan = plan_inputs(["s3://corpus/train/"], IngestConfig())      # lists files (driver)
-    ds = read_sentences(plan, IngestConfig(max_tokens=100), vocab)     # a lazy ray.data.Dataset
+    ds = sentence_dataset(plan, IngestConfig(max_tokens=100), vocab)     # a lazy ray.data.Dataset
 
 Input files are listed on the driver (so an empty prefix, a missing bucket or missing
 credentials fail at once, naming the URL), then cut into bounded read blocks
@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from elmo_model.chars import MAX_CHARS
+from elmo_model.model.chars import MAX_CHARS
 from elmo_model.errors import ElmoError
-from elmo_model.vocab import Vocabulary
+from elmo_model.formats.vocab import Vocabulary
 from pipelines.ingest import blocks
 from pipelines.ingest import sentences as stages
 from pipelines.ingest import text_sources
@@ -249,7 +249,7 @@ class SentenceStage:
         return table
 
 
-def read_sentences(inputs: InputPlan | str | Sequence[str], config: IngestConfig = IngestConfig(),
+def sentence_dataset(inputs: InputPlan | str | Sequence[str], config: IngestConfig = IngestConfig(),
                    vocab: Vocabulary | None = None, options: StorageOptions | None = None,
                    char_ids: bool = True) -> Any:
     """A ``ray.data.Dataset`` of sentences with char ids (and token ids given ``vocab``)."""

@@ -2,7 +2,7 @@
 
 :func:`sentence_table` splits each record's text into sentences, tokenizes them, drops empty ones
 and caps their length. :func:`add_char_ids` and :func:`add_token_ids` add the model's inputs as
-Arrow list columns, using :mod:`elmo_model.chars` and :class:`elmo_model.vocab.Vocabulary`
+Arrow list columns, using :mod:`elmo_model.model.chars` and :class:`elmo_model.formats.vocab.Vocabulary`
 (each distinct token of a batch is encoded once). :func:`pad_char_ids` / :func:`pad_token_ids`
 turn those columns into the padded arrays the model takes — equal to ``batch_to_ids``.
 
@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from elmo_model.chars import MAX_CHARS, token_char_ids
+from elmo_model.model.chars import MAX_CHARS, token_char_ids
 from elmo_model.errors import ElmoError
-from elmo_model.vocab import Vocabulary
+from elmo_model.formats.vocab import Vocabulary
 
 TextFn = Callable[[str], list[str]]
 CHAR_ID_TYPE = pa.int16()  # ids are 1..261

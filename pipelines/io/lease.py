@@ -12,7 +12,7 @@ The lease keeps honest runs apart; the embed manifest's own compare-and-swap
 (:mod:`pipelines.embed.manifest`) makes sure that a run which lost its lease anyway (paused past its
 expiry) cannot commit, and ``elmo train`` stops a run whose lease was taken over
 (:meth:`RunLease.lost`). A store that does not answer for longer than the TTL loses the lease too:
-the heartbeat says so and calls ``on_lost`` (``elmo embed`` then stops with one line). Moved here from ``pipelines.embed.lease``, which re-exports it.
+the heartbeat says so and calls ``on_lost`` (``elmo embed`` then stops with one line).
 """
 
 from __future__ import annotations

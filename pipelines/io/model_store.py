@@ -21,12 +21,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from elmo_model.bilm import BiLm
+from elmo_model.model.bilm import BiLm
 from elmo_model.errors import ElmoError
-from elmo_model.export import OPTIONS_FILE, VOCAB_FILE, WEIGHTS_FILE, lm_from_bilm
-from elmo_model.options import ElmoOptions
-from elmo_model.vocab import Vocabulary
-from elmo_model.weights import load_weights, read_options
+from elmo_model.formats.export import OPTIONS_FILE, VOCAB_FILE, WEIGHTS_FILE, lm_from_bilm
+from elmo_model.model.options import ElmoOptions
+from elmo_model.formats.vocab import Vocabulary
+from elmo_model.formats.weights import load_weights, read_options
 from pipelines.io.storage import StorageOptions, exists, join_url, read_bytes, resolve
 
 CACHE = Path(os.environ.get("ELMO_MODEL_CACHE", Path(tempfile.gettempdir()) / "elmo-ray-models"))

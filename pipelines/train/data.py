@@ -1,12 +1,12 @@
 """The training data on Ray: sentences → ordered items (Ray Data, once) → pools for every worker.
 
 Driver side, :func:`prepare_windows` cuts every sentence into the model's windows
-(:func:`elmo_model.batching.sentence_windows`; in stream mode each whole sentence is one item),
-orders them by :func:`elmo_model.batch_plan.order_key`, a seeded hash of their provenance (a
+(:func:`elmo_model.train.batching.sentence_windows`; in stream mode each whole sentence is one item),
+orders them by :func:`elmo_model.train.batch_plan.order_key`, a seeded hash of their provenance (a
 global shuffle that does not depend on how Ray scheduled the reads) and materializes them. Every
 worker then reads the whole, un-split dataset in that order as Arrow pools (:func:`arrow_pools`);
 what it makes of them — the global batch sequence of sentence mode, the streams of stream mode —
-is :mod:`elmo_model.batch_plan` and :mod:`elmo_model.stream`, the same as in one process.
+is :mod:`elmo_model.train.batch_plan` and :mod:`elmo_model.train.stream`, the same as in one process.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from elmo_model.batch_plan import order_key
-from elmo_model.batching import sentence_windows
+from elmo_model.train.batch_plan import order_key
+from elmo_model.train.batching import sentence_windows
 
 ORDER_COLUMNS = ["key", "source", "line", "sentence_index", "window"]  # unique per window
 WINDOW_COLUMNS = ["tokens", "n_tokens"]
@@ -64,10 +64,10 @@ def prepare_windows(inputs: Any, ingest: Any, max_tokens: int, seed: int, shuffl
     ``shuffle``: ordered by the seeded provenance hash (training); otherwise in corpus order
     (validation). Either order is the same in every run.
     """
-    from pipelines.ingest.reader import DEFAULT_READ_CPUS, READ_TASK_MEMORY, read_sentences
+    from pipelines.ingest.reader import DEFAULT_READ_CPUS, READ_TASK_MEMORY, sentence_dataset
     from pipelines.ray_support import preserve_order, quiet_progress
 
-    sentences = preserve_order(read_sentences(inputs, ingest, options=options, char_ids=False))
+    sentences = preserve_order(sentence_dataset(inputs, ingest, options=options, char_ids=False))
     windows = sentences.map_batches(WindowStage(max_tokens, seed), batch_size=None, batch_format="pyarrow",
                                     zero_copy_batch=True, num_cpus=DEFAULT_READ_CPUS, memory=READ_TASK_MEMORY)
     if shuffle:
@@ -78,7 +78,7 @@ def prepare_windows(inputs: Any, ingest: Any, max_tokens: int, seed: int, shuffl
 
 
 class ArrowPool:
-    """A :class:`elmo_model.batch_plan.Pool` over an Arrow table with ``tokens`` and ``n_tokens``."""
+    """A :class:`elmo_model.train.batch_plan.Pool` over an Arrow table with ``tokens`` and ``n_tokens``."""
 
     def __init__(self, table: pa.Table) -> None:
         self.table = table

@@ -37,18 +37,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from elmo_model.batch_plan import WHOLE_SENTENCES
+from elmo_model.train.batch_plan import NO_TOKEN_LIMIT
 from elmo_model.errors import ElmoError
-from elmo_model.export import OPTIONS_FILE, VOCAB_FILE, WEIGHTS_FILE
-from elmo_model.train_config import TrainConfig
-from elmo_model.vocab import Vocabulary
+from elmo_model.formats.export import OPTIONS_FILE, VOCAB_FILE, WEIGHTS_FILE
+from elmo_model.train.config import TrainConfig
+from elmo_model.formats.vocab import Vocabulary
 from pipelines import fault_injection
 from pipelines.config import to_dict, write_config
 from pipelines.ingest.reader import IngestConfig, InputPlan, plan_inputs
 from pipelines.io.model_store import load_model, read_vocab
 from pipelines.io.storage import (Location, StorageOptions, check_output, exists, no_space, publish, resolve,
                                   staging_url, storage_errors)
-from elmo_model.train_log import CSV_FILE, JSON_FILE, PLOT_FILE
+from elmo_model.train.log import CSV_FILE, JSON_FILE, PLOT_FILE
 from pipelines.train.resume import EXPORT_DIR, check_resume_key, describe_skipped, newest_complete_checkpoint
 
 log = logging.getLogger(__name__)
@@ -254,13 +254,13 @@ def prepare_datasets(config: TrainJobConfig, plan: InputPlan, valid_plan: InputP
     from pipelines.train.data import prepare_windows
 
     t = config.training
-    items = WHOLE_SENTENCES if t.mode == "stream" else t.max_tokens  # stream mode: whole sentences, in order
-    train, n_windows = prepare_windows(plan, config.ingest, items, t.seed, shuffle=True, options=options)
+    max_tokens = NO_TOKEN_LIMIT if t.mode == "stream" else t.max_tokens  # stream mode: whole sentences, in order
+    train, n_windows = prepare_windows(plan, config.ingest, max_tokens, t.seed, shuffle=True, options=options)
     if n_windows == 0:
         raise ElmoError(f"{', '.join(config.train)}: the training corpus has no sentences")
     datasets = {"train": train}
     if valid_plan is not None:
-        valid, n_valid = prepare_windows(valid_plan, config.ingest, items, t.seed, shuffle=False,  # corpus order
+        valid, n_valid = prepare_windows(valid_plan, config.ingest, max_tokens, t.seed, shuffle=False,  # corpus order
                                          options=options)
         if n_valid == 0:
             raise ElmoError(f"{', '.join(config.valid)}: the validation corpus has no sentences")

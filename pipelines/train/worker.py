@@ -1,4 +1,4 @@
-"""The Ray Train adapter around :class:`elmo_model.train_loop.TrainingLoop`: what a worker needs from Ray.
+"""The Ray Train adapter around :class:`elmo_model.train.loop.TrainingLoop`: what a worker needs from Ray.
 
 Each worker receives one plain dict (:func:`train_loop_per_worker`'s ``spec``, built by
 :mod:`pipelines.train.job`) and runs the same loop as ``train_in_process`` with:
@@ -24,16 +24,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from elmo_model.checkpoint import load_checkpoint, save_checkpoint
+from elmo_model.formats.checkpoint import load_checkpoint, save_checkpoint
 from elmo_model.errors import ElmoError
-from elmo_model.export import export_model
-from elmo_model.precision import Autocast, training_autocast
-from elmo_model.train_config import TrainConfig
-from elmo_model.train_log import CSV_FILE, JSON_FILE, PLOT_FILE, MetricsLog
-from elmo_model.batch_plan import POOL_BATCHES
-from elmo_model.train_loop import SingleProcess, TorchDistributed, TrainData, TrainingLoop, new_model
-from elmo_model.trainer import LmTrainer
-from elmo_model.vocab import Vocabulary
+from elmo_model.formats.export import export_model
+from elmo_model.model.precision import Autocast, training_autocast
+from elmo_model.train.config import TrainConfig
+from elmo_model.train.log import CSV_FILE, JSON_FILE, PLOT_FILE, MetricsLog
+from elmo_model.train.batch_plan import POOL_BATCHES
+from elmo_model.train.loop import SingleProcess, TorchDistributed, TrainData, TrainingLoop, new_model
+from elmo_model.train.trainer import LmTrainer
+from elmo_model.formats.vocab import Vocabulary
 from pipelines import fault_injection
 from pipelines.io.storage import no_space
 from pipelines.train import ray_train

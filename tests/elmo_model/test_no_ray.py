@@ -37,12 +37,12 @@ def test_no_module_of_elmo_model_imports_ray_or_storage_libraries():
 def test_the_scan_finds_imports_inside_functions():
     source = "def f():\n    import ray.data\n    from fsspec import open\n    importlib.import_module('s3fs')\n"
     assert forbidden_imports(source) == ["ray.data", "fsspec", "s3fs"]
-    assert forbidden_imports("import torch\nfrom elmo_model.bilm import BiLm\n") == []
+    assert forbidden_imports("import torch\nfrom elmo_model.model.bilm import BiLm\n") == []
 
 
 def test_elmo_model_never_imports_ray_or_storage_libraries():
     code = (
-        "import sys, elmo_model, elmo_model.dump, elmo_model.reference;"
+        "import sys, elmo_model, elmo_model.infer.dump, elmo_model.testing.reference;"
         "bad = [m for m in ('ray', 'pyarrow', 'fsspec', 's3fs') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -1,7 +1,7 @@
 """GPU checks (``pytest -m gpu``; run by ``benchmarks/gpu_check.sh``). Skipped without CUDA.
 
 - inference on the GPU equals CPU fp32: fp32 within 1e-4 (TF32 off), bf16 within the stated
-  bf16 bound (:data:`elmo_model.precision.PRECISION_BOUNDS`);
+  bf16 bound (:data:`elmo_model.model.precision.PRECISION_BOUNDS`);
 - one ``elmo train --use-gpu`` run of 2 steps on 2 workers (needs 2 GPUs);
 - ``elmo embed --gpus-per-actor 1`` on a small local input.
 """
@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from elmo_model.embedder import SentenceEmbedder
-from elmo_model.precision import PRECISION_BOUNDS, layer_errors
-from elmo_model.weights import load_bilm
+from elmo_model.infer.embedder import SentenceEmbedder
+from elmo_model.model.precision import PRECISION_BOUNDS, layer_errors
+from elmo_model.formats.weights import load_bilm
 
 from support import run_elmo
 

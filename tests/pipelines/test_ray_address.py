@@ -3,7 +3,7 @@
 (a shared credentials file, as a cluster's nodes have an instance role or a mounted file), so its
 workers reach the moto S3 and the GCS emulator with the endpoint, region and project the driver passes
 in the job's runtime environment — and the driver's keys never leave it: no key value reaches the
-console, the job table or any file the head keeps (issue 25 item 7).
+console, the job table or any file the head keeps.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ray's noise never reaches an ``elmo`` user (issue 16 item 9); everything else does, in order.
+"""Ray's noise never reaches an ``elmo`` user; everything else does, in order.
 
 The filter is tested on real file descriptors in a separate interpreter (Python writes, raw fd
 writes and a child process's writes all pass through it); the commands are tested end to end

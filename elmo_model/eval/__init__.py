@@ -1,0 +1,1 @@
+"""Evaluating a biLM: perplexity, layer probes, nearest neighbours."""

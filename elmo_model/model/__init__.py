@@ -1,0 +1,1 @@
+"""The network: characters, options, token encoder, LSTMs, biLM, softmax, scalar mix, precision."""

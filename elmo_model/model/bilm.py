@@ -1,0 +1,242 @@
+"""The bidirectional LM: a shared token encoder, a forward and a backward LSTM stack.
+
+State is explicit: ``BiLm.forward`` takes an optional initial :class:`BiLmState` and returns the
+final one. Stateless use (the default everywhere) passes nothing, so a sentence's vectors never
+depend on the rest of the batch; carrying state between batches is the caller's business.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from elmo_model.model.bilm_train import train_forward
+from elmo_model.model.lstm import LstmState, ProjectedLstm
+from elmo_model.model.packed_lstm import DistinctRows, run_packed
+from elmo_model.model.options import ElmoOptions
+from elmo_model.model.state import BiLmOutput, BiLmState
+from elmo_model.model.token_encoder import CharCnnTokenEncoder
+
+
+def _lstm_stack(options: ElmoOptions) -> nn.ModuleList:
+    projection = options.projection_dim if options.has_lstm_projection else None
+    return nn.ModuleList(
+        ProjectedLstm(
+            options.projection_dim, options.lstm_dim, projection, options.cell_clip, options.proj_clip
+        )
+        for _ in range(options.n_layers)
+    )
+
+
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's first ``lengths[b]`` steps of ``(batch, steps, dim)``; padding stays put."""
+    steps = x.shape[1]
+    t = torch.arange(steps, device=x.device).unsqueeze(0)  # (1, steps)
+    lengths = lengths.unsqueeze(1)  # (batch, 1)
+    index = torch.where(t < lengths, lengths - 1 - t, t)  # (batch, steps)
+    return x.gather(1, index.unsqueeze(2).expand_as(x))
+
+
+class BiLm(nn.Module):
+    """Char ids (with ``<S>``/``</S>`` already in place) → the L+1 layer stack."""
+
+    # Under autograd, take the packed training path of :mod:`elmo_model.model.bilm_train` (same
+    # numbers); False keeps the step-by-step path below (the benchmarks' "current path").
+    fused_training: bool = True
+
+    def __init__(self, options: ElmoOptions, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.options = options
+        self.token_encoder = CharCnnTokenEncoder(options)
+        self.forward_layers = _lstm_stack(options)
+        self.backward_layers = _lstm_stack(options)
+        self.dropout = dropout
+
+    def zero_state(self, batch: int, like: torch.Tensor) -> BiLmState:
+        o = self.options
+        h = like.new_zeros(2, o.n_layers, batch, o.projection_dim)
+        return BiLmState(h, like.new_zeros(2, o.n_layers, batch, o.lstm_dim))
+
+    def forward(self, char_ids: torch.Tensor, state: BiLmState | None = None) -> BiLmOutput:
+        """``char_ids (batch, tokens, max_chars)``, 0 = padding position, tokens left-aligned.
+
+        Without autograd (``torch.no_grad``/``inference_mode``) and without active dropout this
+        takes the packed inference path (:func:`elmo_model.model.lstm.run_packed`): same numbers,
+        less work.
+        """
+        if self.fused_training and torch.is_grad_enabled():
+            return train_forward(self, char_ids, state)
+        mask = char_ids[:, :, 0] > 0  # (batch, tokens)
+        tokens = self.token_encoder(char_ids)  # (batch, tokens, proj)
+        if not torch.is_grad_enabled() and not (self.training and self.dropout):
+            return self.contextualize(tokens, mask, state)
+        if state is None:
+            state = self.zero_state(char_ids.shape[0], tokens)
+        lengths = mask.sum(dim=1)
+        # Longest first, so that step t runs on a shrinking prefix of the batch.
+        order = torch.argsort(lengths, descending=True, stable=True)
+        restore = torch.argsort(order)
+        sorted_lengths = lengths[order]
+        batch_sizes = [int(n) for n in (sorted_lengths.unsqueeze(0) > torch.arange(
+            char_ids.shape[1], device=char_ids.device).unsqueeze(1)).sum(1)]
+        sorted_state = state.select(order)
+        x = tokens[order]
+        forward_out, forward_state = self._run_stack(
+            self.forward_layers, x, batch_sizes, sorted_state, 0
+        )
+        backward_in = reverse_within_lengths(x, sorted_lengths)
+        backward_out, backward_state = self._run_stack(
+            self.backward_layers, backward_in, batch_sizes, sorted_state, 1
+        )
+        backward_out = [reverse_within_lengths(b, sorted_lengths) for b in backward_out]
+        layer_mask = mask.unsqueeze(2).to(tokens.dtype)
+        layers = [torch.cat([tokens, tokens], dim=-1)]
+        for f, b in zip(forward_out, backward_out):
+            layers.append(torch.cat([f, b], dim=-1)[restore] * layer_mask)
+        new_state = BiLmState(
+            torch.stack([forward_state[0], backward_state[0]]),
+            torch.stack([forward_state[1], backward_state[1]]),
+        ).select(restore)
+        return BiLmOutput(layers, mask, tokens, new_state)
+
+    def _run_stack(
+        self,
+        stack: nn.ModuleList,
+        x: torch.Tensor,
+        batch_sizes: list[int],
+        state: BiLmState,
+        direction: int,
+    ) -> tuple[list[torch.Tensor], LstmState]:
+        outputs, hs, cs = [], [], []
+        for k, lstm in enumerate(stack):
+            layer_in = F.dropout(x, self.dropout, self.training) if self.dropout else x
+            out, (h, c) = lstm(layer_in, batch_sizes, (state.h[direction, k], state.c[direction, k]))
+            if k > 0 and self.options.use_skip_connections:
+                out = out + x
+            outputs.append(out)
+            hs.append(h)
+            cs.append(c)
+            x = out
+        return outputs, (torch.stack(hs), torch.stack(cs))
+
+    def contextualize(self, tokens: torch.Tensor, mask: torch.Tensor, state: BiLmState | None = None) -> BiLmOutput:
+        """Inference only: token vectors ``(batch, T, proj)`` (zero at padding) → :class:`BiLmOutput`.
+
+        Both directions of a layer run together over a time-major packed layout, so padding
+        positions cost nothing and no tensor is concatenated per step.
+        """
+        batch, steps, _ = tokens.shape
+        packing = _Packing.build(mask)
+        outputs, final = self._run_packed(tokens, packing, state, (0, 1))
+        layers = [torch.cat([tokens, tokens], dim=-1)]
+        layers += [packing.unpack(out, batch, steps) for out in outputs]
+        return BiLmOutput(layers, mask, tokens, final)
+
+    def contextualize_direction(
+        self, tokens: torch.Tensor, mask: torch.Tensor, state: BiLmState | None, direction: int
+    ) -> tuple[list[torch.Tensor], BiLmState]:
+        """Inference only: one direction's stack (0 forward, 1 backward) over token vectors
+        ``(batch, T, proj)``: its L+1 layers ``(batch, T, proj)`` (layer 0 is ``tokens``; each
+        layer is that direction's half of :meth:`contextualize`'s) and the final state (the other
+        direction's part as given).
+
+        Used to embed a long sentence in two passes of windows: backward right to left, then
+        forward left to right, each carrying its own state; the halves make up the whole.
+        """
+        batch, steps, _ = tokens.shape
+        packing = _Packing.build(mask)
+        outputs, final = self._run_packed(tokens, packing, state, (direction,))
+        index = (packing.forward_index, packing.backward_index)[direction]
+        return [tokens] + [packing.unpack_direction(out[0], index, batch, steps) for out in outputs], final
+
+    def backward_final_state(
+        self, tokens: torch.Tensor, mask: torch.Tensor, state: BiLmState | None = None
+    ) -> BiLmState:
+        """Inference only: run just the backward stack; its final state (forward part unchanged).
+
+        Used to carry the backward state right to left over the windows of a long sentence.
+        """
+        return self._run_packed(tokens, _Packing.build(mask), state, (1,))[1]
+
+    def _run_packed(
+        self, tokens: torch.Tensor, packing: _Packing, state: BiLmState | None, directions: tuple[int, ...]
+    ) -> tuple[list[torch.Tensor], BiLmState]:
+        """The stacks of ``directions`` over packed inputs → per-layer packed ``(D, N, proj)``."""
+        batch, steps, proj = tokens.shape
+        if state is None:
+            state = self.zero_state(batch, tokens)
+        stacks = [(self.forward_layers, self.backward_layers)[d] for d in directions]
+        indices = [(packing.forward_index, packing.backward_index)[d] for d in directions]
+        flat = tokens.reshape(batch * steps, proj)  # (batch·T, proj)
+        x = torch.stack([flat[index] for index in indices])  # (D, N, proj)
+        first = stacks[0][0]  # layer 1's input gates once per distinct token, where that pays
+        distinct = DistinctRows.of(flat, indices) if DistinctRows.pays_for(first) else None
+        h_final, c_final = state.h.clone(), state.c.clone()
+        order, outputs = packing.order, []
+        for k in range(self.options.n_layers):
+            h0 = torch.stack([state.h[d, k, order] for d in directions])  # (D, batch, proj), sorted
+            c0 = torch.stack([state.c[d, k, order] for d in directions])
+            out, c = run_packed([stack[k] for stack in stacks], x, packing.batch_sizes, h0, c0,
+                                distinct if k == 0 else None)
+            for i, d in enumerate(directions):
+                c_final[d, k, order] = c[i]
+                h_final[d, k, packing.ended_rows] = out[i, packing.last_index].to(h_final.dtype)  # pre-skip
+            if k > 0 and self.options.use_skip_connections:
+                out += x
+            outputs.append(out)
+            x = out
+        return outputs, BiLmState(h_final, c_final)
+
+
+@dataclasses.dataclass
+class _Packing:
+    """Where each (step, row) of a batch lives in the packed, time-major layout.
+
+    Rows are sorted longest first (``order``); packed entry ``e`` is step ``t_e`` of sorted row
+    ``b_e``; ``forward_index`` / ``backward_index`` are its flat ``row·T + position`` in the batch
+    for the forward direction and for the backward one (which reads the sentence reversed).
+    """
+
+    order: torch.Tensor  # (batch,) original row of each sorted row
+    batch_sizes: list[int]  # rows still running at each step
+    forward_index: torch.Tensor  # (N,)
+    backward_index: torch.Tensor  # (N,)
+    ended_rows: torch.Tensor  # original rows with at least one token
+    last_index: torch.Tensor  # packed entry of each such row's last step
+
+    @classmethod
+    def build(cls, mask: torch.Tensor) -> _Packing:
+        batch, steps = mask.shape
+        lengths = mask.sum(dim=1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        sorted_lengths = lengths[order]
+        # (T, batch) time-major validity; its nonzero entries in row-major order are the packing
+        valid = torch.arange(steps, device=mask.device).unsqueeze(1) < sorted_lengths.unsqueeze(0)
+        t, b = valid.nonzero(as_tuple=True)
+        rows = order[b]
+        forward_index = rows * steps + t
+        backward_index = rows * steps + (sorted_lengths[b] - 1 - t)
+        entry = torch.arange(t.numel(), device=mask.device)
+        is_last = t == sorted_lengths[b] - 1
+        batch_sizes = [n for n in valid.sum(dim=1).tolist() if n > 0]
+        return cls(order, batch_sizes, forward_index, backward_index,
+                   rows[is_last], entry[is_last])
+
+    def unpack(self, packed: torch.Tensor, batch: int, steps: int) -> torch.Tensor:
+        """``(2, N, dim)`` packed directions → ``(batch, T, 2·dim)`` in batch order, zero padding."""
+        dim = packed.shape[2]
+        out = packed.new_zeros(batch * steps, 2, dim)
+        out[self.forward_index, 0] = packed[0]
+        out[self.backward_index, 1] = packed[1]
+        return out.view(batch, steps, 2 * dim)  # (batch·T, 2, dim) → (batch, T, 2·dim)
+
+    @staticmethod
+    def unpack_direction(packed: torch.Tensor, index: torch.Tensor, batch: int, steps: int) -> torch.Tensor:
+        """One direction ``(N, dim)`` packed at ``index`` (its forward or backward index) →
+        ``(batch, T, dim)`` in batch order, zero padding."""
+        out = packed.new_zeros(batch * steps, packed.shape[1])
+        out[index] = packed
+        return out.view(batch, steps, packed.shape[1])

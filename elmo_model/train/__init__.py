@@ -1,0 +1,1 @@
+"""Training the biLM: config, schedule, generators, batching, batch plan, stream, trainer, loop, log."""
