@@ -264,8 +264,9 @@ def wordnet_examples(data_text: str, sense_index, exceptions=None) -> Iterator[t
     gives one row: ``(lemma, pos, synset, sense_key, sense_number, tag_count, tokens, index)``
     with ``pos`` in n v a r (satellites ``s`` are adjectives ``a``), ``synset`` =
     ``<offset>-<ss_type>``, ``tokens`` the example tokenized by
-    ``tools.corpora.text.tokenize`` (space separated) and ``index`` the 0-based position of the target token. Multi-word lemmas
-    (``bank_building``) are skipped; examples without a locatable form are dropped."""
+    ``tools.corpora.text.tokenize`` (space separated) and ``index`` the 0-based position of the
+    target token. Multi-word lemmas (``bank_building``) are skipped; examples without a
+    locatable form are dropped."""
     for line in data_text.splitlines():
         if not line or line.startswith(" "):  # licence header lines start with two spaces
             continue

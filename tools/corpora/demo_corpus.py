@@ -3,12 +3,12 @@
     python -m tools.corpora.demo_corpus [--cache DIR] [--out PATH] [--check]
 
 It is assembled from two fetched corpora (``python -m tools.corpora.fetch gutenberg sotu``
-first): five Project Gutenberg books and seven State of the Union addresses (1834-1931, chosen for the
-many uses of *bank* as a financial institution; the books supply the river *bank*). Every
-document is cut into blocks of ``BLOCK`` consecutive sentences and the blocks are shuffled with
-a fixed seed, so any prefix of the file mixes all sources (useful when a demo trains on only
-part of it) while short stretches of running text stay in order. The result is byte-for-byte
-reproducible; ``--check`` rebuilds it and compares with the committed file.
+first): five Project Gutenberg books and seven State of the Union addresses (1834-1931, chosen
+for the many uses of *bank* as a financial institution; the books supply the river *bank*).
+Every document is cut into blocks of ``BLOCK`` consecutive sentences and the blocks are
+shuffled with a fixed seed, so any prefix of the file mixes all sources (useful when a demo
+trains on only part of it) while short stretches of running text stay in order. The result is
+byte-for-byte reproducible; ``--check`` rebuilds it and compares with the committed file.
 """
 from __future__ import annotations
 

