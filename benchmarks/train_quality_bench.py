@@ -25,8 +25,8 @@ al.'s and the project's choice). The reference convolves every character positio
 in the batch; the project convolves each distinct token of the batch once, trimmed to its length.
 
 ``--quick``: a tiny model for a few seconds each on the demo corpus (a smoke test, run by the test
-suite). Without PTB in ``data/cache/ptb`` (``python -m data.fetch ptb``) the full run falls back to
-``pipelines/data/demo_corpus.txt`` (real English text; the row says which corpus it used).
+suite). Without PTB in ``data/cache/ptb`` (``python -m tools.corpora.fetch ptb``) the full run falls
+back to ``pipelines/data/demo_corpus.txt`` (real English text; the row says which corpus it used).
 """
 
 from __future__ import annotations

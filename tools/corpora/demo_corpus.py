@@ -1,14 +1,14 @@
 """Build the small public-domain demo corpus committed at ``pipelines/data/demo_corpus.txt``.
 
-    python -m data.demo_corpus [--cache DIR] [--out PATH] [--check]
+    python -m tools.corpora.demo_corpus [--cache DIR] [--out PATH] [--check]
 
-It is assembled from two fetched corpora (``python -m data.fetch gutenberg sotu`` first):
-five Project Gutenberg books and seven State of the Union addresses (1834-1931, chosen for the
-many uses of *bank* as a financial institution; the books supply the river *bank*). Every
-document is cut into blocks of ``BLOCK`` consecutive sentences and the blocks are shuffled with
-a fixed seed, so any prefix of the file mixes all sources (useful when a demo trains on only
-part of it) while short stretches of running text stay in order. The result is byte-for-byte
-reproducible; ``--check`` rebuilds it and compares with the committed file.
+It is assembled from two fetched corpora (``python -m tools.corpora.fetch gutenberg sotu``
+first): five Project Gutenberg books and seven State of the Union addresses (1834-1931, chosen
+for the many uses of *bank* as a financial institution; the books supply the river *bank*).
+Every document is cut into blocks of ``BLOCK`` consecutive sentences and the blocks are
+shuffled with a fixed seed, so any prefix of the file mixes all sources (useful when a demo
+trains on only part of it) while short stretches of running text stay in order. The result is
+byte-for-byte reproducible; ``--check`` rebuilds it and compares with the committed file.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import random
 import sys
 from pathlib import Path
 
-from data.fetch import DEFAULT_CACHE
+from tools.corpora.fetch import DEFAULT_CACHE
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMO_PATH = REPO / "pipelines" / "data" / "demo_corpus.txt"
 
 #: (corpus, file stem) in the cache, all public domain / CC0.
@@ -46,7 +46,8 @@ def build(cache: Path = DEFAULT_CACHE) -> str:
     for corpus, stem in DOCUMENTS:
         path = cache / corpus / f"{stem}.txt"
         if not path.exists():
-            raise FileNotFoundError(f"{path} missing: run `python -m data.fetch {corpus}` first")
+            raise FileNotFoundError(
+                f"{path} missing: run `python -m tools.corpora.fetch {corpus}` first")
         lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
         blocks += [lines[i:i + BLOCK] for i in range(0, len(lines), BLOCK)]
     random.Random(SEED).shuffle(blocks)
@@ -54,7 +55,7 @@ def build(cache: Path = DEFAULT_CACHE) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data.demo_corpus",
+    parser = argparse.ArgumentParser(prog="python -m tools.corpora.demo_corpus",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--out", type=Path, default=DEMO_PATH)

@@ -1,7 +1,8 @@
 """Pure parsing/conversion functions: registry archive contents → the common text layout.
 
 Nothing here touches the network or the file system (except reading members out of archive
-bytes), so every function is tested on tiny inline samples (``tests/data/test_fetch.py``).
+bytes), so every function is tested on tiny inline samples
+(``tests/tools/corpora/test_convert.py``).
 
 Common layout: one sentence per line, tokens separated by single spaces, UTF-8, ``\\n`` line
 ends, no empty lines, no tabs inside tokens.
@@ -16,7 +17,7 @@ import tarfile
 import warnings
 from collections.abc import Iterable, Iterator
 
-from data.text import normalize, sentences_from_text, tokenize
+from tools.corpora.text import normalize, sentences_from_text, tokenize
 
 # --------------------------------------------------------------------------------------------
 # Archives
@@ -262,9 +263,10 @@ def wordnet_examples(data_text: str, sense_index, exceptions=None) -> Iterator[t
     contains that lemma (or an inflection of it, WordNet's morphy rules + exception list)
     gives one row: ``(lemma, pos, synset, sense_key, sense_number, tag_count, tokens, index)``
     with ``pos`` in n v a r (satellites ``s`` are adjectives ``a``), ``synset`` =
-    ``<offset>-<ss_type>``, ``tokens`` the example tokenized by ``data.text.tokenize`` (space
-    separated) and ``index`` the 0-based position of the target token. Multi-word lemmas
-    (``bank_building``) are skipped; examples without a locatable form are dropped."""
+    ``<offset>-<ss_type>``, ``tokens`` the example tokenized by
+    ``tools.corpora.text.tokenize`` (space separated) and ``index`` the 0-based position of the
+    target token. Multi-word lemmas (``bank_building``) are skipped; examples without a
+    locatable form are dropped."""
     for line in data_text.splitlines():
         if not line or line.startswith(" "):  # licence header lines start with two spaces
             continue
