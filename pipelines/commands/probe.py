@@ -25,7 +25,7 @@ def register_probe(tasks: argparse._SubParsersAction) -> None:
     _common(pos)
     pos.add_argument("--data", required=True, metavar="DIR",
                      help="directory (or URL) with train.txt + train.<tags> and test.txt + test.<tags> "
-                          "(`python -m data.fetch brown` → data/cache/brown)")
+                          "(`python -m tools.corpora.fetch brown` → data/cache/brown)")
     pos.add_argument("--tags", choices=TAG_SETS, default="basetags",
                      help="tag files to use (default basetags: Brown tags without -tl/-hl/-nc/fw-)")
     pos.add_argument("--test-split", default="test", help="split to measure on (default test)")
@@ -40,7 +40,7 @@ def register_probe(tasks: argparse._SubParsersAction) -> None:
     wsd = probes.add_parser("wsd", help="1-NN word-sense probe per layer (WordNet usage examples)")
     _common(wsd)
     wsd.add_argument("--data", required=True, metavar="FILE",
-                     help="examples.tsv (or URL) as `python -m data.fetch wordnet` writes it")
+                     help="examples.tsv (or URL) as `python -m tools.corpora.fetch wordnet` writes it")
     wsd.add_argument("--max-lemmas", type=non_negative_int, default=0, metavar="N",
                      help="random sample of lemmas with >= 2 senses (default 0 = all)")
     wsd.add_argument("--min-examples-per-sense", type=positive_int, default=2, metavar="K",
