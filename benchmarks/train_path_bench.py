@@ -2,9 +2,9 @@
 
 ``python -m benchmarks.train_path_bench [--quick]``. Two trainers start from the same weights;
 each batch is trained by one and then the other (alternating which goes first), so a busy shared
-machine slows both alike. ``current`` is the step-by-step path (``Conv1d`` over all 50 chars,
-one autograd LSTM step at a time, ``F.cross_entropy``), ``fast`` the default path
-(:func:`elmo_model.model.language_model.set_fast_training`). Both see the same batches and the same
+machine slows both alike. ``current`` is the step-by-step path (the oracle of
+:mod:`elmo_model.testing.step_by_step`: ``Conv1d`` over all 50 chars, one autograd LSTM step at a
+time, ``F.cross_entropy``), ``fast`` the production path. Both see the same batches and the same
 dropout masks, so their losses must agree step after step (``max_loss_diff``: float32 drift).
 
 Shapes: ``small`` (the preset: char-CNN of 2048 filters, LSTM 1024 → 128; sampled softmax,
@@ -28,7 +28,7 @@ from benchmarks.corpus import make_sentences, make_vocabulary
 from benchmarks.report import print_rows_main
 from elmo_model.train.batching import collate, make_windows
 from elmo_model.model.chars import BOS_TOKEN, EOS_TOKEN
-from elmo_model.model.language_model import set_fast_training
+from elmo_model.testing.step_by_step import StepByStepLm, StepByStepStreamLm
 from elmo_model.train.stream import TokenStreams
 from elmo_model.train.config import TrainConfig
 from elmo_model.train.loop import new_model
@@ -65,8 +65,11 @@ def measure(shape: str, steps: int, seed: int = 0) -> dict:
         windows = make_windows(sentences, config.max_tokens)
         batches = [collate(windows[i : i + size], vocab) for i in range(0, len(windows), size)][: steps + 1]
     trainers = {}
-    for name, fast in (("current", False), ("fast", True)):
-        trainers[name] = LmTrainer(set_fast_training(new_model(config, vocab), fast), config)
+    for name in ("current", "fast"):
+        model = new_model(config, vocab)
+        oracle = StepByStepStreamLm if config.mode == "stream" else StepByStepLm
+        wrap = (lambda inner, model=model: oracle(model)) if name == "current" else None
+        trainers[name] = LmTrainer(model, config, wrap=wrap)
     seconds = {name: 0.0 for name in trainers}
     tokens, max_loss_diff = 0, 0.0
     for k, batch in enumerate(batches):

@@ -11,10 +11,9 @@ import dataclasses
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from elmo_model.model.bilm_train import train_forward
-from elmo_model.model.lstm import LstmState, ProjectedLstm
+from elmo_model.model.lstm import ProjectedLstm
 from elmo_model.model.packed_lstm import DistinctRows, run_packed
 from elmo_model.model.options import ElmoOptions
 from elmo_model.model.state import BiLmOutput, BiLmState
@@ -31,21 +30,8 @@ def _lstm_stack(options: ElmoOptions) -> nn.ModuleList:
     )
 
 
-def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each row's first ``lengths[b]`` steps of ``(batch, steps, dim)``; padding stays put."""
-    steps = x.shape[1]
-    t = torch.arange(steps, device=x.device).unsqueeze(0)  # (1, steps)
-    lengths = lengths.unsqueeze(1)  # (batch, 1)
-    index = torch.where(t < lengths, lengths - 1 - t, t)  # (batch, steps)
-    return x.gather(1, index.unsqueeze(2).expand_as(x))
-
-
 class BiLm(nn.Module):
     """Char ids (with ``<S>``/``</S>`` already in place) → the L+1 layer stack."""
-
-    # Under autograd, take the packed training path of :mod:`elmo_model.model.bilm_train` (same
-    # numbers); False keeps the step-by-step path below (the benchmarks' "current path").
-    fused_training: bool = True
 
     def __init__(self, options: ElmoOptions, dropout: float = 0.0) -> None:
         super().__init__()
@@ -63,64 +49,15 @@ class BiLm(nn.Module):
     def forward(self, char_ids: torch.Tensor, state: BiLmState | None = None) -> BiLmOutput:
         """``char_ids (batch, tokens, max_chars)``, 0 = padding position, tokens left-aligned.
 
-        Without autograd (``torch.no_grad``/``inference_mode``) and without active dropout this
-        takes the packed inference path (:func:`elmo_model.model.lstm.run_packed`): same numbers,
-        less work.
+        Under autograd (or with active dropout) the packed training path
+        (:func:`elmo_model.model.bilm_train.train_forward`, a hand-written backward); otherwise
+        the packed inference path (:meth:`contextualize`). Both give the numbers of the
+        step-by-step oracle, :func:`elmo_model.testing.step_by_step.bilm_forward`.
         """
-        if self.fused_training and torch.is_grad_enabled():
+        if torch.is_grad_enabled() or (self.training and self.dropout):
             return train_forward(self, char_ids, state)
         mask = char_ids[:, :, 0] > 0  # (batch, tokens)
-        tokens = self.token_encoder(char_ids)  # (batch, tokens, proj)
-        if not torch.is_grad_enabled() and not (self.training and self.dropout):
-            return self.contextualize(tokens, mask, state)
-        if state is None:
-            state = self.zero_state(char_ids.shape[0], tokens)
-        lengths = mask.sum(dim=1)
-        # Longest first, so that step t runs on a shrinking prefix of the batch.
-        order = torch.argsort(lengths, descending=True, stable=True)
-        restore = torch.argsort(order)
-        sorted_lengths = lengths[order]
-        batch_sizes = [int(n) for n in (sorted_lengths.unsqueeze(0) > torch.arange(
-            char_ids.shape[1], device=char_ids.device).unsqueeze(1)).sum(1)]
-        sorted_state = state.select(order)
-        x = tokens[order]
-        forward_out, forward_state = self._run_stack(
-            self.forward_layers, x, batch_sizes, sorted_state, 0
-        )
-        backward_in = reverse_within_lengths(x, sorted_lengths)
-        backward_out, backward_state = self._run_stack(
-            self.backward_layers, backward_in, batch_sizes, sorted_state, 1
-        )
-        backward_out = [reverse_within_lengths(b, sorted_lengths) for b in backward_out]
-        layer_mask = mask.unsqueeze(2).to(tokens.dtype)
-        layers = [torch.cat([tokens, tokens], dim=-1)]
-        for f, b in zip(forward_out, backward_out):
-            layers.append(torch.cat([f, b], dim=-1)[restore] * layer_mask)
-        new_state = BiLmState(
-            torch.stack([forward_state[0], backward_state[0]]),
-            torch.stack([forward_state[1], backward_state[1]]),
-        ).select(restore)
-        return BiLmOutput(layers, mask, tokens, new_state)
-
-    def _run_stack(
-        self,
-        stack: nn.ModuleList,
-        x: torch.Tensor,
-        batch_sizes: list[int],
-        state: BiLmState,
-        direction: int,
-    ) -> tuple[list[torch.Tensor], LstmState]:
-        outputs, hs, cs = [], [], []
-        for k, lstm in enumerate(stack):
-            layer_in = F.dropout(x, self.dropout, self.training) if self.dropout else x
-            out, (h, c) = lstm(layer_in, batch_sizes, (state.h[direction, k], state.c[direction, k]))
-            if k > 0 and self.options.use_skip_connections:
-                out = out + x
-            outputs.append(out)
-            hs.append(h)
-            cs.append(c)
-            x = out
-        return outputs, (torch.stack(hs), torch.stack(cs))
+        return self.contextualize(self.token_encoder(char_ids), mask, state)
 
     def contextualize(self, tokens: torch.Tensor, mask: torch.Tensor, state: BiLmState | None = None) -> BiLmOutput:
         """Inference only: token vectors ``(batch, T, proj)`` (zero at padding) → :class:`BiLmOutput`.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from elmo_model.model.bilm import BiLm
+from elmo_model.model.state import BiLmOutput
 from elmo_model.model.options import ElmoOptions
 from elmo_model.model.softmax import LmSoftmax, SampledClasses
 
@@ -58,7 +60,13 @@ class BiLmWithSoftmax(nn.Module):
     def forward(
         self, char_ids: torch.Tensor, token_ids: torch.Tensor, sampled: SampledClasses | None = None
     ) -> LmLoss:
-        out = self.bilm(char_ids)
+        return self.loss(self.bilm(char_ids), token_ids, sampled)
+
+    def loss(self, out: BiLmOutput, token_ids: torch.Tensor, sampled: SampledClasses | None = None,
+             nll: Callable[..., torch.Tensor] | None = None) -> LmLoss:
+        """The LM loss of the biLM's output ``out`` for ``token_ids``; ``nll(hidden, targets,
+        sampled)`` is the softmax loss (default :meth:`LmSoftmax.nll`)."""
+        nll = nll or self.softmax.nll
         forward_out, backward_out = out.direction_outputs(-1)  # each (B, T, proj)
         valid = out.mask[:, 1:]  # (B, T-1): position t+1 exists
         # forward: output at t predicts token t+1; backward: output at t+1 predicts token t
@@ -69,13 +77,7 @@ class BiLmWithSoftmax(nn.Module):
         if self.training and self.dropout:
             fwd_hidden = F.dropout(fwd_hidden, self.dropout)
             bwd_hidden = F.dropout(bwd_hidden, self.dropout)
-        if sampled is None:
-            fwd = self.softmax.full_nll(fwd_hidden, fwd_targets)
-            bwd = self.softmax.full_nll(bwd_hidden, bwd_targets)
-        else:
-            fwd = self.softmax.sampled_nll(fwd_hidden, fwd_targets, sampled)
-            bwd = self.softmax.sampled_nll(bwd_hidden, bwd_targets, sampled)
-        return LmLoss(fwd, bwd, int(valid.sum()))
+        return LmLoss(nll(fwd_hidden, fwd_targets, sampled), nll(bwd_hidden, bwd_targets, sampled), int(valid.sum()))
 
 
 def initialize_like_bilm_tf(model: BiLmWithSoftmax) -> None:
@@ -103,13 +105,3 @@ def initialize_like_bilm_tf(model: BiLmWithSoftmax) -> None:
             nn.init.zeros_(enc.projection.bias)
         for lstm in [*model.bilm.forward_layers, *model.bilm.backward_layers]:
             lstm.reset_parameters()
-
-
-def set_fast_training(model: BiLmWithSoftmax, enabled: bool = True) -> BiLmWithSoftmax:
-    """Choose the training path: the fast one (default; same losses and gradients) or the
-    step-by-step path it replaced (kept as the reference the tests and benchmarks compare to):
-    trimmed char-CNN, packed LSTM with a hand-written backward, fused softmax loss."""
-    model.bilm.fused_training = enabled
-    model.bilm.token_encoder.trim_training = enabled
-    model.softmax.fused_loss = enabled
-    return model

@@ -15,7 +15,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class LogUniformSampler:
@@ -139,10 +138,6 @@ def _fused_nll(hidden: torch.Tensor, weight: torch.Tensor, *rest) -> torch.Tenso
 class LmSoftmax(nn.Module):
     """``logits = h · Wᵀ + b`` over the vocabulary; ``W`` is ``(n_vocab, dim)`` as in bilm-tf."""
 
-    # :class:`_LinearSoftmaxNll` for the loss (same numbers); False keeps ``F.linear`` +
-    # ``F.cross_entropy`` / ``log_softmax`` (the benchmarks' "current path").
-    fused_loss: bool = True
-
     def __init__(self, n_vocab: int, dim: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n_vocab, dim))
@@ -156,9 +151,11 @@ class LmSoftmax(nn.Module):
 
     def full_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Summed negative log-likelihood of ``targets (N,)`` given ``hidden (N, dim)``."""
-        if self.fused_loss:
-            return _fused_nll(hidden, self.weight, self.bias, targets, None, None, None).sum()
-        return F.cross_entropy(F.linear(hidden, self.weight, self.bias), targets, reduction="sum")
+        return _fused_nll(hidden, self.weight, self.bias, targets, None, None, None).sum()
+
+    def nll(self, hidden: torch.Tensor, targets: torch.Tensor, sampled: SampledClasses | None = None) -> torch.Tensor:
+        """:meth:`full_nll`, or :meth:`sampled_nll` over ``sampled``."""
+        return self.full_nll(hidden, targets) if sampled is None else self.sampled_nll(hidden, targets, sampled)
 
     def sample(self, n_samples: int, generator: torch.Generator | None = None) -> SampledClasses:
         ids, tries = self.sampler.sample_unique(n_samples, generator)
@@ -167,20 +164,9 @@ class LmSoftmax(nn.Module):
     def sampled_nll(self, hidden: torch.Tensor, targets: torch.Tensor, sampled: SampledClasses) -> torch.Tensor:
         """Summed sampled-softmax loss (TF's ``sampled_softmax_loss`` with accidental hits removed)."""
         hits = targets.unsqueeze(1) == sampled.ids.unsqueeze(0)  # (N, S) accidental hits
-        if self.fused_loss:
-            true_bias, sampled_bias = self.bias[targets], self.bias[sampled.ids]
-            if sampled.n_tries >= 0:  # log-Q correction, folded into the biases
-                true_bias = true_bias - torch.log(self.sampler.expected_count(targets, sampled.n_tries))
-                sampled_bias = sampled_bias - torch.log(self.sampler.expected_count(sampled.ids, sampled.n_tries))
-            return _fused_nll(hidden, self.weight[sampled.ids], sampled_bias, None,
-                                           self.weight[targets], true_bias, hits).sum()
-        true_logits = (hidden * self.weight[targets]).sum(-1) + self.bias[targets]  # (N,)
-        sampled_logits = F.linear(hidden, self.weight[sampled.ids], self.bias[sampled.ids])  # (N, S)
-        if sampled.n_tries >= 0:  # log-Q correction (none when every class was taken: Q = 1)
-            true_logits = true_logits - torch.log(self.sampler.expected_count(targets, sampled.n_tries))
-            sampled_logits = sampled_logits - torch.log(
-                self.sampler.expected_count(sampled.ids, sampled.n_tries)
-            )
-        sampled_logits = sampled_logits.masked_fill(hits, float("-inf"))
-        logits = torch.cat([true_logits.unsqueeze(1), sampled_logits], dim=1)  # true class is column 0
-        return -torch.log_softmax(logits, dim=1)[:, 0].sum()
+        true_bias, sampled_bias = self.bias[targets], self.bias[sampled.ids]
+        if sampled.n_tries >= 0:  # log-Q correction, folded into the biases (none when Q = 1)
+            true_bias = true_bias - torch.log(self.sampler.expected_count(targets, sampled.n_tries))
+            sampled_bias = sampled_bias - torch.log(self.sampler.expected_count(sampled.ids, sampled.n_tries))
+        return _fused_nll(hidden, self.weight[sampled.ids], sampled_bias, None,
+                          self.weight[targets], true_bias, hits).sum()

@@ -38,10 +38,6 @@ class Highway(nn.Module):
 class CharCnnTokenEncoder(nn.Module):
     """Maps char ids ``(..., max_chars)`` to token vectors ``(..., projection_dim)``."""
 
-    # Under autograd, convolve only the windows that can matter (:func:`pool_trimmed_autograd`,
-    # same loss and gradients); False convolves all ``max_chars`` positions (the "current path").
-    trim_training: bool = True
-
     def __init__(self, options: ElmoOptions) -> None:
         super().__init__()
         # Row 0 is the padding id (a position without a token); the file's rows start at 1.
@@ -59,28 +55,17 @@ class CharCnnTokenEncoder(nn.Module):
     def encode_distinct(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Encode rows of char ids ``(n, max_chars)`` → ``(n, projection_dim)``, in chunks.
 
-        Without autograd the convolutions take the fast route of :func:`pool_trimmed` (same
-        numbers, less work); with autograd :func:`pool_trimmed_autograd` (``trim_training``) or
-        plain ``Conv1d`` over every character.
+        The convolutions cover only the windows that can matter (:func:`pool_trimmed`: the numbers
+        and gradients of ``Conv1d`` over every character, less work); in a low precision without
+        autograd, on weights converted once (:class:`PreparedEncoder`).
         """
         if char_ids.shape[0] == 0:
             return char_ids.new_zeros((0, self.output_dim), dtype=self.char_embedding.weight.dtype)
         low = _low_precision(char_ids.device.type)
         if low is not None and not torch.is_grad_enabled():
             return prepared_weights(self, low).encode(char_ids, CONV_CHUNK_TOKENS)
-        if torch.is_grad_enabled() and self.trim_training:
-            pooled = pool_trimmed_autograd(self, char_ids, CONV_CHUNK_TOKENS)
-        elif torch.is_grad_enabled():
-            pooled = torch.cat([self._pool_conv1d(chunk) for chunk in char_ids.split(CONV_CHUNK_TOKENS)])
-        else:
-            pooled = pool_trimmed(self, char_ids, CONV_CHUNK_TOKENS)
+        pooled = pool_trimmed(self, char_ids, CONV_CHUNK_TOKENS)
         return self._highway_projection(self.activation(pooled))
-
-    def _pool_conv1d(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """Max-pooled convolutions over all ``max_chars`` positions → ``(n, n_filters)``."""
-        # (n, max_chars) → (n, char_dim, max_chars) for Conv1d
-        chars = self.char_embedding(char_ids).transpose(1, 2)
-        return torch.cat([conv(chars).amax(dim=2) for conv in self.convolutions], dim=1)
 
     def _highway_projection(self, x: torch.Tensor) -> torch.Tensor:
         for highway in self.highways:
@@ -149,12 +134,23 @@ def _length_chunks(sorted_lengths: list[int], chunk: int) -> Iterator[tuple[int,
 
 
 def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Max-pooled convolutions ``(n, n_filters)`` of char ids ``(n, max_chars)``, skipping work.
+    """Max-pooled convolutions ``(n, n_filters)`` of char ids ``(n, max_chars)``, skipping work;
+    differentiable under autograd.
 
-    Equal to ``_pool_conv1d``: a window made only of the in-token padding character gives the
-    same value at every position, so each token only needs the windows over its own characters
-    plus one all-padding window. Tokens are sorted by length and convolved in chunks, keeping the
-    window starts up to the chunk's longest token + 1, all filters as one matrix product.
+    Equal to ``Conv1d`` over all ``max_chars`` positions (the oracle's
+    :func:`elmo_model.testing.step_by_step.pool_conv1d`), gradients included. Write ``L`` for a
+    row's last non-padding position (1-based). Every window starting at ``p ≥ L`` holds only the
+    in-token padding character: they all have the same input, hence the same value per filter.
+    Here one or more of them are kept (window starts up to the chunk's longest row + 1) and
+    windows that would run past ``max_chars``, which do not exist there, are masked out. Windows
+    touching real characters are the same set in both, so the max is the same. ``amax``'s
+    gradient goes to the positions attaining the max, split evenly; copies of the padding window
+    have the same input, so whatever their number, the gradient reaching the filter weights and
+    the padding character's embedding row is the same sum. (Only an exact tie between *different*
+    windows, probability zero for real-valued weights, would be split differently.)
+
+    Tokens are sorted by length and convolved in chunks, every filter width as one matrix product
+    against :func:`_stacked_kernel`.
     """
     kernel, bias, widths = _stacked_kernel(encoder.convolutions)
     return _pool_windows(encoder.char_embedding.weight, kernel, widths, char_ids, chunk) + bias
@@ -162,9 +158,11 @@ def pool_trimmed(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: in
 
 def _pool_windows(embedding: torch.Tensor, kernel: torch.Tensor, widths: torch.Tensor, char_ids: torch.Tensor,
                   chunk: int) -> torch.Tensor:
-    """:func:`pool_trimmed` before the bias, in the dtype of ``embedding`` and ``kernel``."""
+    """:func:`pool_trimmed` before the bias, in the dtype of ``embedding`` and ``kernel``. Windows
+    are strided views without autograd, shifted slices (cheap to differentiate) with it."""
     max_chars = char_ids.shape[1]
     max_width = int(widths.max())
+    differentiable = torch.is_grad_enabled() and (embedding.requires_grad or kernel.requires_grad)
     order, sorted_ids, sorted_lengths = _sorted_by_length(char_ids)
     tail = sorted_ids.new_full((1, max_width - 1), PAD_ID)
     pooled = []
@@ -174,20 +172,19 @@ def _pool_windows(embedding: torch.Tensor, kernel: torch.Tensor, widths: torch.T
         # Window starts kept: every one touching a character, and one all-padding window.
         span = min(max_chars, sorted_lengths[end - 1] + 1)
         padded = torch.cat([ids[:, :span], tail.expand(k, -1)], dim=1)  # (k, span + max_width - 1)
-        chars = F.embedding(padded, embedding)  # (k, span + max_width - 1, char_dim)
+        chars = F.embedding(padded, embedding, padding_idx=0)  # (k, span + max_width - 1, char_dim); row 0 learns nothing
         dim = chars.shape[2]
         # (k, span, max_width·char_dim): window p is chars[p : p + max_width] flattened
-        windows = chars.as_strided((k, span, max_width * dim), (chars.stride(0), dim, 1))
-        # (k·span, max_width·char_dim) @ kernel → (k, span, n_filters)
-        conv = (windows.reshape(k * span, -1) @ kernel).view(k, span, -1)
+        if differentiable:
+            windows = torch.cat([chars[:, offset : offset + span] for offset in range(max_width)], dim=2)
+        else:
+            windows = chars.as_strided((k, span, max_width * dim), (chars.stride(0), dim, 1))
+        conv = (windows.reshape(k * span, -1) @ kernel).view(k, span, -1)  # (k, span, n_filters)
         if span - 1 + max_width > max_chars:  # windows running past the token: not in the original
             starts = torch.arange(span, device=conv.device).unsqueeze(1)  # (span, 1)
-            conv.masked_fill_(starts + widths.unsqueeze(0) > max_chars, float("-inf"))
+            conv = conv.masked_fill(starts + widths.unsqueeze(0) > max_chars, float("-inf"))
         pooled.append(conv.amax(dim=1))
-    stacked = torch.cat(pooled)  # (n, n_filters), sorted by length
-    out = torch.empty_like(stacked)
-    out[order] = stacked
-    return out
+    return torch.cat(pooled)[torch.argsort(order)]  # (n, n_filters), back in the rows' order
 
 
 def _low_precision(device_type: str) -> torch.dtype | None:
@@ -249,42 +246,3 @@ def prepared_weights(encoder: CharCnnTokenEncoder, dtype: torch.dtype) -> Prepar
         cached = ((version, dtype), PreparedEncoder(encoder, dtype))
         _PREPARED[encoder] = cached  # one prepared copy per encoder: bounded memory
     return cached[1]
-
-
-def pool_trimmed_autograd(encoder: CharCnnTokenEncoder, char_ids: torch.Tensor, chunk: int) -> torch.Tensor:
-    """:func:`pool_trimmed` for training: the same windows, differentiable, ``(n, n_filters)``.
-
-    Why trimming is exact, gradients included. Write ``L`` for a row's last non-padding position
-    (1-based). Every window starting at ``p ≥ L`` holds only the in-token padding character:
-    they all have the same input, hence the same value per filter. ``_pool_conv1d`` keeps them
-    all; this keeps one or more (starts up to the chunk's longest row + 1) and masks out windows
-    that would run past ``max_chars``, which do not exist there. Windows touching real characters
-    are the same set in both, so the max is the same. ``amax``'s gradient goes to the positions
-    attaining the max, split evenly; copies of the padding window have the same input, so
-    whatever their number, the gradient reaching the filter weights and the padding character's
-    embedding row is the same sum. (Only an exact tie between *different* windows, probability
-    zero for real-valued weights, would be split differently.)
-
-    Windows are built from shifted slices (cheap to differentiate, unlike ``as_strided``), and
-    every filter width is one matrix product against :func:`_stacked_kernel`.
-    """
-    max_chars = char_ids.shape[1]
-    kernel, bias, widths = _stacked_kernel(encoder.convolutions)
-    max_width = int(widths.max())
-    order, sorted_ids, sorted_lengths = _sorted_by_length(char_ids)
-    tail = sorted_ids.new_full((1, max_width - 1), PAD_ID)
-    pooled = []
-    for start, end in _length_chunks(sorted_lengths, chunk):
-        ids = sorted_ids[start:end]
-        k = ids.shape[0]
-        span = min(max_chars, sorted_lengths[end - 1] + 1)  # window starts kept
-        padded = torch.cat([ids[:, :span], tail.expand(k, -1)], dim=1)  # (k, span + max_width - 1)
-        chars = encoder.char_embedding(padded)  # (k, span + max_width - 1, char_dim)
-        # (k, span, max_width·char_dim): window p is chars[p : p + max_width] flattened
-        windows = torch.cat([chars[:, offset : offset + span] for offset in range(max_width)], dim=2)
-        conv = (windows.reshape(k * span, -1) @ kernel).view(k, span, -1)  # (k, span, n_filters)
-        if span - 1 + max_width > max_chars:  # windows running past max_chars: not in the original
-            starts = torch.arange(span, device=conv.device).unsqueeze(1)  # (span, 1)
-            conv = conv.masked_fill(starts + widths.unsqueeze(0) > max_chars, float("-inf"))
-        pooled.append(conv.amax(dim=1))
-    return torch.cat(pooled)[torch.argsort(order)] + bias

@@ -26,7 +26,7 @@ context of the sentences before (forward) or after (backward) it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -131,23 +131,23 @@ class StreamLm(nn.Module):
     def forward(self, char_ids: torch.Tensor, forward_targets: torch.Tensor, backward_targets: torch.Tensor,
                 forward_mask: torch.Tensor, backward_mask: torch.Tensor, state: BiLmState | None,
                 sampled=None) -> StreamLoss:
+        rows = forward_targets.shape[0]  # each direction runs on its own windows only
+        fwd_top, bwd_top, new_state = train_forward_paired(self.lm.bilm, char_ids, paired_state(state, rows))
+        return self.loss(fwd_top, bwd_top, new_state, forward_targets, backward_targets, forward_mask, backward_mask,
+                         sampled)
+
+    def loss(self, fwd_top: torch.Tensor, bwd_top: torch.Tensor, new_state: BiLmState, forward_targets: torch.Tensor,
+             backward_targets: torch.Tensor, forward_mask: torch.Tensor, backward_mask: torch.Tensor, sampled=None,
+             nll: Callable[..., torch.Tensor] | None = None) -> StreamLoss:
+        """The loss of the top layer's halves (``(rows, T, proj)`` each) and the state to carry;
+        ``nll(hidden, targets, sampled)`` is the softmax loss (default the LM's)."""
         lm = self.lm
-        rows = forward_targets.shape[0]
-        if lm.bilm.fused_training and torch.is_grad_enabled():  # each direction on its own windows only
-            fwd_top, bwd_top, new_state = train_forward_paired(lm.bilm, char_ids, paired_state(state, rows))
-        else:  # the step-by-step path: both directions over all 2B rows, half of each unused
-            out = lm.bilm(char_ids, state)
-            fwd_out, bwd_out = out.direction_outputs(-1)
-            fwd_top, bwd_top, new_state = fwd_out[:rows], bwd_out[rows:], out.state
+        nll = nll or lm.softmax.nll
         fwd_hidden, bwd_hidden = fwd_top[forward_mask], bwd_top[backward_mask]
         fwd_targets, bwd_targets = forward_targets[forward_mask], backward_targets[backward_mask]
         if self.training and lm.dropout:
             fwd_hidden, bwd_hidden = F.dropout(fwd_hidden, lm.dropout), F.dropout(bwd_hidden, lm.dropout)
-        if sampled is None:
-            fwd, bwd = lm.softmax.full_nll(fwd_hidden, fwd_targets), lm.softmax.full_nll(bwd_hidden, bwd_targets)
-        else:
-            fwd = lm.softmax.sampled_nll(fwd_hidden, fwd_targets, sampled)
-            bwd = lm.softmax.sampled_nll(bwd_hidden, bwd_targets, sampled)
+        fwd, bwd = nll(fwd_hidden, fwd_targets, sampled), nll(bwd_hidden, bwd_targets, sampled)
         state = BiLmState(new_state.h.detach(), new_state.c.detach())
         return StreamLoss(fwd, bwd, int(forward_mask.sum()), int(backward_mask.sum()), state)
 

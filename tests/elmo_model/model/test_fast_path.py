@@ -11,6 +11,7 @@ from elmo_model.infer.embedder import SentenceEmbedder
 from elmo_model.testing.reference import ReferenceBiLm
 from elmo_model.model.distinct import distinct_rows
 from elmo_model.model.token_encoder import PAD_ID, pool_trimmed
+from elmo_model.testing import step_by_step
 from elmo_model.formats.weights import bilm_arrays, load_bilm
 
 from support import random_bilm
@@ -107,7 +108,7 @@ def test_trimmed_convolution_equals_full_convolution():
     ids[0] = 0
     ids[1, 10] = 5  # a real char after padding
     with torch.no_grad():
-        expected = torch.cat([encoder._pool_conv1d(chunk) for chunk in ids.split(7)])
+        expected = torch.cat([step_by_step.pool_conv1d(encoder, chunk) for chunk in ids.split(7)])
         for chunk in (1, 3, 128):
             torch.testing.assert_close(pool_trimmed(encoder, ids, chunk), expected, atol=1e-12, rtol=0)
 

@@ -1,5 +1,6 @@
 """The fast training path (trimmed char-CNN, packed LSTM with a hand-written backward, fused
-softmax loss) gives the step-by-step path's losses and gradients, parameter by parameter.
+softmax loss) gives the step-by-step oracle's (:mod:`elmo_model.testing.step_by_step`) losses and
+gradients, parameter by parameter.
 Speed is the benchmarks' business (benchmarks/train_path_bench.py), not the tests'."""
 
 import pytest
@@ -7,8 +8,9 @@ import torch
 
 from elmo_model.model.bilm import BiLmState
 from elmo_model.model.chars import batch_char_ids
-from elmo_model.model.language_model import BiLmWithSoftmax, set_fast_training
-from elmo_model.model.token_encoder import PAD_ID, pool_trimmed_autograd
+from elmo_model.model.language_model import BiLmWithSoftmax
+from elmo_model.model.token_encoder import PAD_ID, pool_trimmed
+from elmo_model.testing import step_by_step
 
 from support import random_bilm
 
@@ -50,20 +52,20 @@ def _assert_same_grads(a, b, atol):
 
 
 def _loss_and_grads(lm, fast, char_ids, token_ids, sampled_seed=None):
-    set_fast_training(lm, fast)
+    module = lm if fast else step_by_step.StepByStepLm(lm)
     lm.zero_grad(set_to_none=True)
     torch.manual_seed(123)  # the same dropout masks for both paths
     sampled = None
     if sampled_seed is not None:
         sampled = lm.softmax.sample(12, torch.Generator().manual_seed(sampled_seed))
-    loss = lm(char_ids, token_ids, sampled)
+    loss = module(char_ids, token_ids, sampled)
     loss.loss.backward()
     return float(loss.forward_nll), float(loss.backward_nll), _grads(lm)
 
 
-def test_trimmed_and_untrimmed_char_cnn_give_the_same_loss_and_gradients():
+def test_the_trimmed_char_cnn_gives_the_loss_and_gradients_of_conv1d_over_every_position():
     """Any char ids, not only well-formed tokens: padding inside a token, full rows, all-padding
-    and all-zero rows; chunks of 1, 3 and 128 tokens. Then the same through the whole LM."""
+    and all-zero rows; chunks of 1, 3 and 128 tokens; with and without autograd."""
     encoder = random_bilm(filters=((1, 3), (3, 5), (7, 8))).double().token_encoder
     g = torch.Generator().manual_seed(0)
     ids = torch.full((40, 50), PAD_ID, dtype=torch.long)
@@ -72,42 +74,28 @@ def test_trimmed_and_untrimmed_char_cnn_give_the_same_loss_and_gradients():
         ids[row, :n] = torch.randint(1, 262, (n,), generator=g)
     ids[0] = 0
     ids[1, 10] = 5  # a real char after padding
-    weights = torch.randn(40, encoder.output_dim, generator=g, dtype=torch.float64)
-    results = {}
-    for trim in (False, True):
-        encoder.trim_training = trim
-        encoder.zero_grad(set_to_none=True)
-        pooled = encoder.encode_distinct(ids)
-        (pooled * weights).sum().backward()
-        results[trim] = pooled.detach(), _grads(encoder)
-    torch.testing.assert_close(results[True][0], results[False][0], atol=1e-12, rtol=0)
-    _assert_same_grads(results[True][1], results[False][1], atol=1e-12)
     pool_weights = torch.randn(40, encoder.highways_dim, generator=g, dtype=torch.float64)
     encoder.zero_grad(set_to_none=True)
-    expected = torch.cat([encoder._pool_conv1d(rows) for rows in ids.split(7)])  # all 50 positions
+    expected = torch.cat([step_by_step.pool_conv1d(encoder, rows) for rows in ids.split(7)])  # all 50 positions
     (expected * pool_weights).sum().backward()
     expected_grads = _grads(encoder)
     for chunk in (1, 3, 128):
         encoder.zero_grad(set_to_none=True)
-        pooled = pool_trimmed_autograd(encoder, ids, chunk)
+        pooled = pool_trimmed(encoder, ids, chunk)
         (pooled * pool_weights).sum().backward()
         torch.testing.assert_close(pooled, expected, atol=1e-12, rtol=0)
         _assert_same_grads(_grads(encoder), expected_grads, atol=1e-12)
-    assert results[True][1]["char_embedding.weight"][PAD_ID].abs().sum() > 0  # the padding row learns
+        with torch.no_grad():
+            torch.testing.assert_close(pool_trimmed(encoder, ids, chunk), expected, atol=1e-12, rtol=0)
+    assert expected_grads["char_embedding.weight"][PAD_ID].abs().sum() > 0  # the padding row learns
 
-    lm = _lm()
-    char_ids = _ids()
-    token_ids = _token_ids(char_ids)
-    out = {}
-    for trim in (False, True):
-        lm.bilm.token_encoder.trim_training = trim
-        lm.zero_grad(set_to_none=True)
-        torch.manual_seed(5)
-        loss = lm(char_ids, token_ids)
-        loss.loss.backward()
-        out[trim] = float(loss.loss.detach()), _grads(lm)
-    assert out[True][0] == pytest.approx(out[False][0], abs=1e-12)
-    _assert_same_grads(out[True][1], out[False][1], atol=1e-12)
+    weights = torch.randn(40, encoder.output_dim, generator=g, dtype=torch.float64) * (ids[:, :1] > 0)  # positions
+    encoder.zero_grad(set_to_none=True)
+    (encoder.encode_distinct(ids) * weights).sum().backward()
+    fast = _grads(encoder)
+    encoder.zero_grad(set_to_none=True)
+    (step_by_step.token_vectors(encoder, ids.unsqueeze(0))[0] * weights).sum().backward()
+    _assert_same_grads(fast, _grads(encoder), atol=1e-10)
 
 
 @pytest.mark.parametrize("sampled_seed", [None, 3])
@@ -150,10 +138,10 @@ def test_fast_training_path_state_in_and_out_with_gradients():
     c0 = torch.randn(2, o.n_layers, batch, o.lstm_dim, generator=g, dtype=torch.float64) * 3
     results = {}
     for fast in (False, True):
-        bilm.fused_training = fast
+        forward = bilm if fast else (lambda ids, state: step_by_step.bilm_forward(bilm, ids, state))
         bilm.zero_grad(set_to_none=True)
         h, c = h0.clone().requires_grad_(), c0.clone().requires_grad_()
-        out = bilm(char_ids, BiLmState(h, c))
+        out = forward(char_ids, BiLmState(h, c))
         g = torch.Generator().manual_seed(2)
         total = sum((layer * torch.randn(layer.shape, generator=g, dtype=layer.dtype)).sum() for layer in out.layers)
         total = total + (out.state.h * torch.randn(out.state.h.shape, generator=g, dtype=h.dtype)).sum()
