@@ -7,7 +7,6 @@ depend on the rest of the batch; carrying state between batches is the caller's 
 
 from __future__ import annotations
 
-import dataclasses
 
 import torch
 from torch import nn
@@ -15,6 +14,7 @@ from torch import nn
 from elmo_model.model.bilm_train import train_forward
 from elmo_model.model.lstm import ProjectedLstm
 from elmo_model.model.packed_lstm import DistinctRows, run_packed
+from elmo_model.model.packing import Packing
 from elmo_model.model.options import ElmoOptions
 from elmo_model.model.state import BiLmOutput, BiLmState
 from elmo_model.model.token_encoder import CharCnnTokenEncoder
@@ -66,7 +66,7 @@ class BiLm(nn.Module):
         positions cost nothing and no tensor is concatenated per step.
         """
         batch, steps, _ = tokens.shape
-        packing = _Packing.build(mask)
+        packing = Packing.build(mask)
         outputs, final = self._run_packed(tokens, packing, state, (0, 1))
         layers = [torch.cat([tokens, tokens], dim=-1)]
         layers += [packing.unpack(out, batch, steps) for out in outputs]
@@ -84,7 +84,7 @@ class BiLm(nn.Module):
         forward left to right, each carrying its own state; the halves make up the whole.
         """
         batch, steps, _ = tokens.shape
-        packing = _Packing.build(mask)
+        packing = Packing.build(mask)
         outputs, final = self._run_packed(tokens, packing, state, (direction,))
         index = (packing.forward_index, packing.backward_index)[direction]
         return [tokens] + [packing.unpack_direction(out[0], index, batch, steps) for out in outputs], final
@@ -96,10 +96,10 @@ class BiLm(nn.Module):
 
         Used to carry the backward state right to left over the windows of a long sentence.
         """
-        return self._run_packed(tokens, _Packing.build(mask), state, (1,))[1]
+        return self._run_packed(tokens, Packing.build(mask), state, (1,))[1]
 
     def _run_packed(
-        self, tokens: torch.Tensor, packing: _Packing, state: BiLmState | None, directions: tuple[int, ...]
+        self, tokens: torch.Tensor, packing: Packing, state: BiLmState | None, directions: tuple[int, ...]
     ) -> tuple[list[torch.Tensor], BiLmState]:
         """The stacks of ``directions`` over packed inputs → per-layer packed ``(D, N, proj)``."""
         batch, steps, proj = tokens.shape
@@ -120,60 +120,9 @@ class BiLm(nn.Module):
                                 distinct if k == 0 else None)
             for i, d in enumerate(directions):
                 c_final[d, k, order] = c[i]
-                h_final[d, k, packing.ended_rows] = out[i, packing.last_index].to(h_final.dtype)  # pre-skip
+                h_final[d, k, packing.ended_rows] = out[i, packing.last_entry].to(h_final.dtype)  # pre-skip
             if k > 0 and self.options.use_skip_connections:
                 out += x
             outputs.append(out)
             x = out
         return outputs, BiLmState(h_final, c_final)
-
-
-@dataclasses.dataclass
-class _Packing:
-    """Where each (step, row) of a batch lives in the packed, time-major layout.
-
-    Rows are sorted longest first (``order``); packed entry ``e`` is step ``t_e`` of sorted row
-    ``b_e``; ``forward_index`` / ``backward_index`` are its flat ``row·T + position`` in the batch
-    for the forward direction and for the backward one (which reads the sentence reversed).
-    """
-
-    order: torch.Tensor  # (batch,) original row of each sorted row
-    batch_sizes: list[int]  # rows still running at each step
-    forward_index: torch.Tensor  # (N,)
-    backward_index: torch.Tensor  # (N,)
-    ended_rows: torch.Tensor  # original rows with at least one token
-    last_index: torch.Tensor  # packed entry of each such row's last step
-
-    @classmethod
-    def build(cls, mask: torch.Tensor) -> _Packing:
-        batch, steps = mask.shape
-        lengths = mask.sum(dim=1)
-        order = torch.argsort(lengths, descending=True, stable=True)
-        sorted_lengths = lengths[order]
-        # (T, batch) time-major validity; its nonzero entries in row-major order are the packing
-        valid = torch.arange(steps, device=mask.device).unsqueeze(1) < sorted_lengths.unsqueeze(0)
-        t, b = valid.nonzero(as_tuple=True)
-        rows = order[b]
-        forward_index = rows * steps + t
-        backward_index = rows * steps + (sorted_lengths[b] - 1 - t)
-        entry = torch.arange(t.numel(), device=mask.device)
-        is_last = t == sorted_lengths[b] - 1
-        batch_sizes = [n for n in valid.sum(dim=1).tolist() if n > 0]
-        return cls(order, batch_sizes, forward_index, backward_index,
-                   rows[is_last], entry[is_last])
-
-    def unpack(self, packed: torch.Tensor, batch: int, steps: int) -> torch.Tensor:
-        """``(2, N, dim)`` packed directions → ``(batch, T, 2·dim)`` in batch order, zero padding."""
-        dim = packed.shape[2]
-        out = packed.new_zeros(batch * steps, 2, dim)
-        out[self.forward_index, 0] = packed[0]
-        out[self.backward_index, 1] = packed[1]
-        return out.view(batch, steps, 2 * dim)  # (batch·T, 2, dim) → (batch, T, 2·dim)
-
-    @staticmethod
-    def unpack_direction(packed: torch.Tensor, index: torch.Tensor, batch: int, steps: int) -> torch.Tensor:
-        """One direction ``(N, dim)`` packed at ``index`` (its forward or backward index) →
-        ``(batch, T, dim)`` in batch order, zero padding."""
-        out = packed.new_zeros(batch * steps, packed.shape[1])
-        out[index] = packed
-        return out.view(batch, steps, packed.shape[1])

@@ -9,66 +9,12 @@ over the same ``(batch, steps, dim)`` shapes, and applied to the same (row, step
 
 from __future__ import annotations
 
-import dataclasses
 
 import torch
 
 from elmo_model.model.lstm_train import packed_dropout_masks, run_packed_train
+from elmo_model.model.packing import Packing
 from elmo_model.model.state import BiLmOutput, BiLmState
-
-
-@dataclasses.dataclass
-class TrainPacking:
-    """Where each (step, sorted row) lives in the packed time-major layout.
-
-    ``forward_index``/``backward_index``: flat ``row·T + position`` in the batch that packed entry
-    ``e`` reads for the forward / backward direction; ``sorted_index``: ``sorted_row·T + step``
-    (where the step-by-step path's dropout mask for that entry lives).
-    """
-
-    order: torch.Tensor  # (batch,) original row of each sorted row (longest first, stable)
-    batch_sizes: list[int]
-    forward_index: torch.Tensor  # (N,)
-    backward_index: torch.Tensor  # (N,)
-    sorted_index: torch.Tensor  # (N,)
-    last_entry: torch.Tensor  # (rows with tokens,) packed entry of each sorted row's last step
-
-    @classmethod
-    def build(cls, mask: torch.Tensor) -> TrainPacking:
-        batch, steps = mask.shape
-        lengths = mask.sum(dim=1)
-        order = torch.argsort(lengths, descending=True, stable=True)
-        sorted_lengths = lengths[order]
-        valid = torch.arange(steps, device=mask.device).unsqueeze(1) < sorted_lengths.unsqueeze(0)  # (T, B)
-        t, b = valid.nonzero(as_tuple=True)  # time-major order
-        rows = order[b]
-        entry = torch.arange(t.numel(), device=mask.device)
-        is_last = t == sorted_lengths[b] - 1
-        last_entry = torch.empty(int((sorted_lengths > 0).sum()), dtype=torch.long, device=mask.device)
-        last_entry[b[is_last]] = entry[is_last]
-        return cls(
-            order=order,
-            batch_sizes=[n for n in valid.sum(dim=1).tolist() if n > 0],
-            forward_index=rows * steps + t,
-            backward_index=rows * steps + (sorted_lengths[b] - 1 - t),
-            sorted_index=b * steps + t,
-            last_entry=last_entry,
-        )
-
-    @classmethod
-    def paired(cls, batch: int, steps: int, device: torch.device) -> TrainPacking:
-        """Full windows, ``2·batch`` rows: the forward direction reads rows ``[0, batch)``, the
-        backward one rows ``[batch, 2·batch)`` (each right to left); ``batch`` rows per step."""
-        t = torch.arange(steps, device=device).repeat_interleave(batch)  # time-major
-        b = torch.arange(batch, device=device).repeat(steps)
-        return cls(
-            order=torch.arange(batch, device=device),
-            batch_sizes=[batch] * steps,
-            forward_index=b * steps + t,
-            backward_index=(batch + b) * steps + (steps - 1 - t),
-            sorted_index=b * steps + t,
-            last_entry=torch.arange((steps - 1) * batch, steps * batch, device=device),
-        )
 
 
 def train_forward(bilm, char_ids: torch.Tensor, state=None):
@@ -77,7 +23,7 @@ def train_forward(bilm, char_ids: torch.Tensor, state=None):
     batch, steps, _ = char_ids.shape
     mask = char_ids[:, :, 0] > 0  # (batch, tokens)
     tokens = bilm.token_encoder(char_ids)  # (batch, tokens, proj)
-    packing = TrainPacking.build(mask)
+    packing = Packing.build(mask)
     outputs, new_state = _run_layers(bilm, tokens, packing, state, batch, steps)
     layers = [torch.cat([tokens, tokens], dim=-1)]
     for out in outputs:
@@ -101,13 +47,13 @@ def train_forward_paired(bilm, char_ids: torch.Tensor, state=None):
         raise ValueError("paired windows: an even number of rows, every position a token")
     batch = rows // 2
     tokens = bilm.token_encoder(char_ids)  # (2B, T, proj)
-    packing = TrainPacking.paired(batch, steps, char_ids.device)
+    packing = Packing.paired(batch, steps, char_ids.device)
     outputs, new_state = _run_layers(bilm, tokens, packing, state, batch, steps)
     top = outputs[-1].unflatten(1, (steps, batch))  # (2, T, B, proj): entry t·B + b
     return top[0].transpose(0, 1), top[1].flip(0).transpose(0, 1), new_state
 
 
-def _run_layers(bilm, tokens: torch.Tensor, packing: TrainPacking, state, batch: int, steps: int):
+def _run_layers(bilm, tokens: torch.Tensor, packing: Packing, state, batch: int, steps: int):
     """The LSTM stacks over the packed tokens → per-layer ``(2, N, proj)`` outputs and the new
     state (``batch`` rows per direction, in the caller's row order)."""
 
