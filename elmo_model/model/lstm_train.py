@@ -6,7 +6,7 @@ zero a full-size gradient per step (quadratic in the length). Here the recurrenc
 same-shaped LSTMs (the two directions of a layer) over packed, time-major inputs is one
 :class:`torch.autograd.Function` whose backward is written out by hand (backpropagation through
 time): per step two batched matrix products forward and two backward, and the weight gradients
-as one large matrix product each over all steps. Same arithmetic as ``ProjectedLstm.forward``
+as one large matrix product each over all steps. Same arithmetic as the step-by-step oracle (``elmo_model.testing.step_by_step.lstm_steps``)
 (exact ``tanh``/``sigmoid``; TF's gate order ``i, j, f, o``; clipping with ``clamp``'s gradient).
 """
 

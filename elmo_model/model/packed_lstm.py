@@ -1,7 +1,7 @@
 """The inference (no-autograd) LSTM path: several same-shaped :class:`ProjectedLstm` (the two
 directions of a layer) over inputs packed time-major, like a ``PackedSequence``.
 
-Same arithmetic as :meth:`ProjectedLstm.forward`. What makes it fast on CPU:
+Same arithmetic as the step-by-step oracle, :func:`elmo_model.testing.step_by_step.lstm_steps`. What makes it fast on CPU:
 
 - the input half of the gates for a block of steps in one GEMM (:data:`GATE_BLOCK_ROWS` rows);
 - the recurrent GEMM split into column blocks whose weights stay in L2 (:data:`RECURRENT_BLOCK_BYTES`);

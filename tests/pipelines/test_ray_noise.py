@@ -2,7 +2,7 @@
 
 The filter is tested on real file descriptors in a separate interpreter (Python writes, raw fd
 writes and a child process's writes all pass through it); the commands are tested end to end
-in tests/pipelines/test_cli_verbose_secrets.py (a successful embed prints only its result line).
+in tests/pipelines/commands/test_cli_verbose_secrets.py (a successful embed prints only its result line).
 """
 
 import subprocess
