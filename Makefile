@@ -27,9 +27,10 @@ demo: setup
 test: setup
 	$(PY) -m pytest -m "not slow and not network" $(PYTEST_ARGS)
 
-# No Ray, nothing slow: the model, formats, training loop and CLI parsing (about 2 minutes here).
+# No Ray, nothing slow: the model, formats, training loop, the commands without Ray; one pytest
+# worker per core (pytest-xdist): about 3 minutes on 2 cores.
 test-fast: setup
-	$(PY) -m pytest -m "not slow and not network and not ray" $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto -m "not slow and not network and not ray" $(PYTEST_ARGS)
 
 test-slow: setup
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected

@@ -39,10 +39,33 @@ def random_bilm(seed: int = 0, **overrides) -> BiLm:
 RAY_COMMANDS = {"vocab", "train", "embed", "demo", "submit"}
 
 
-def run_elmo(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the `elmo` command line (the installed package's entry point) in a subprocess."""
+def check_ray_allowed(args) -> None:
+    """Fail a test not marked ``ray`` that is about to run an ``elmo`` command starting Ray."""
     if args and args[0] in RAY_COMMANDS and "--help" not in args and os.environ.get("ELMO_TEST_RAY_ALLOWED") == "0":
         raise AssertionError(f"elmo {args[0]} starts Ray: mark the test ray")
+
+
+def run_elmo(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the `elmo` command line (the installed package's entry point) in a subprocess."""
+    check_ray_allowed(args)
     merged = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=merged)
+
+
+def random_lm(sentences, seed: int = 1):
+    """A tiny LM (``TrainConfig(seed=seed)``) over the words of ``sentences``, its LSTM weights
+    big enough that the carried state matters: ``(lm in eval mode, vocabulary)``."""
+    from collections import Counter
+
+    from elmo_model.formats.vocab import Vocabulary
+    from elmo_model.train.config import TrainConfig
+    from elmo_model.train.loop import new_model
+
+    vocab = Vocabulary.from_counts(Counter(t for s in sentences for t in s))
+    lm = new_model(TrainConfig(seed=seed), vocab)
+    with torch.no_grad():
+        for p in [*lm.bilm.forward_layers.parameters(), *lm.bilm.backward_layers.parameters()]:
+            p.normal_(0, 0.3)
+    return lm.eval(), vocab
+

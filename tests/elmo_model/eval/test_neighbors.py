@@ -4,7 +4,6 @@ from elmo_model.infer.embedder import SentenceEmbedder
 from elmo_model.eval.neighbors import Occurrence, nearest, occurrences, sense_accuracy
 from elmo_model.formats.weights import load_bilm
 
-from support import run_elmo
 
 
 def _occ(tokens, index, vector):
@@ -33,18 +32,3 @@ def test_occurrences_use_the_sentence_context(tiny_files):
     stack = embedder([["The", "bank", "closed"]])[0]
     np.testing.assert_allclose(found[0].vector, stack[-1][1], atol=1e-6)
     assert found[0].context() == "The [bank] closed"
-
-
-def test_neighbors_command(tmp_path, tiny_files):
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model/options.json").write_bytes(tiny_files[0].read_bytes())
-    (tmp_path / "model/weights.hdf5").write_bytes(tiny_files[1].read_bytes())
-    (tmp_path / "corpus.txt").write_text("the bank closed early\nwe sat on the bank\nno match here\n")
-    result = run_elmo("neighbors", "--model", str(tmp_path / "model"), "--corpus", str(tmp_path / "corpus.txt"),
-                      "--word", "bank", "--sentence", "a bank loan", "-k", "2")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().split("\n")
-    assert lines[0] == "a [bank] loan" and len(lines) == 3 and all("[bank]" in line for line in lines)
-    missing = run_elmo("neighbors", "--model", str(tmp_path / "model"), "--corpus", str(tmp_path / "corpus.txt"),
-                       "--word", "zebra", "--sentence", "a zebra")
-    assert missing.returncode == 2 and "no sentence contains 'zebra'" in missing.stderr

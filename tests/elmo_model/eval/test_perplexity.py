@@ -1,25 +1,18 @@
 import math
-from collections import Counter
 
 import pytest
 import torch
 
 from elmo_model.eval.perplexity import perplexity, sentence_perplexity, stream_perplexity
-from elmo_model.train.config import TrainConfig
-from elmo_model.train.loop import new_model
-from elmo_model.formats.vocab import Vocabulary
+
+from support import random_lm
 
 SENTENCES = [s.split() for s in ["the cat sat on the mat", "a dog ran", "the dog saw a cat on a log today"]]
 
 
 @pytest.fixture(scope="module")
 def lm_and_vocab():
-    vocab = Vocabulary.from_counts(Counter(t for s in SENTENCES for t in s))
-    lm = new_model(TrainConfig(seed=1), vocab)
-    with torch.no_grad():  # make the LSTM state matter
-        for p in [*lm.bilm.forward_layers.parameters(), *lm.bilm.backward_layers.parameters()]:
-            p.normal_(0, 0.3)
-    return lm.eval(), vocab
+    return random_lm(SENTENCES)
 
 
 @pytest.mark.parametrize("plain", [False, True])
@@ -67,28 +60,3 @@ def test_stream_measure_equals_a_direct_sum_over_the_whole_stream(lm_and_vocab):
     assert got["loss_backward"] == pytest.approx(float(sum(bwd)) / len(bwd), rel=1e-5)
     plain = stream_perplexity(lm, vocab, SENTENCES, window=4, plain=True)
     assert plain["n_targets"] == got["n_targets"] and plain["loss_forward"] != pytest.approx(got["loss_forward"])
-
-
-def test_eval_perplexity_command(tmp_path, lm_and_vocab):
-    from elmo_model.formats.export import export_model
-
-    from support import run_elmo
-
-    lm, vocab = lm_and_vocab
-    export_model(lm, vocab, tmp_path / "model")
-    (tmp_path / "test.txt").write_text("\n".join(" ".join(s) for s in SENTENCES) + "\n")
-    for mode in ("sentence", "stream", "stream-plain"):
-        result = run_elmo("eval", "perplexity", "--model", str(tmp_path / "model"), "--input",
-                          str(tmp_path / "test.txt"), "--mode", mode, "--window", "4")
-        assert result.returncode == 0, result.stderr
-        expected = perplexity(lm, vocab, SENTENCES, mode, 4)
-        got = __import__("json").loads(result.stdout)
-        assert got["perplexity_forward"] == pytest.approx(expected["perplexity_forward"], rel=1e-5)
-    (tmp_path / "published").mkdir()
-    from elmo_model.formats.weights import save_options, save_weights
-
-    save_weights(lm.bilm, tmp_path / "published/weights.hdf5")
-    save_options(lm.bilm.options, tmp_path / "published/options.json")
-    (tmp_path / "published/vocab.txt").write_text(vocab.to_text())
-    result = run_elmo("eval", "perplexity", "--model", str(tmp_path / "published"), "--input", str(tmp_path / "test.txt"))
-    assert result.returncode == 2 and "has no softmax" in result.stderr

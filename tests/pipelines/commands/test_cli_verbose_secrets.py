@@ -13,6 +13,7 @@ from collections import Counter
 
 import pytest
 from pipelines_support import local_s3_env
+from support import check_ray_allowed
 
 from elmo_model.formats.export import export_model, load_pretrained_lm
 from elmo_model.formats.vocab import Vocabulary
@@ -49,6 +50,7 @@ def _env(**extra) -> dict:
 
 
 def _elmo(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    check_ray_allowed([a for a in args if a != "-v"])
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=_env())
 
@@ -76,7 +78,11 @@ SLOW = {"train": lambda out: ["train", "--config", "pipelines/configs/train_tiny
                               "--set", "cpus_per_worker=0.5"]}
 
 
-@pytest.mark.parametrize("command", [*COMMANDS, pytest.param("train", marks=pytest.mark.slow)])
+RAY = {"vocab", "embed", "submit"}  # start (or join) a Ray
+
+
+@pytest.mark.parametrize("command", [*(pytest.param(c, marks=pytest.mark.ray) if c in RAY else c for c in COMMANDS),
+                                     pytest.param("train", marks=[pytest.mark.slow, pytest.mark.ray])])
 def test_verbose_never_prints_credentials(s3, tmp_path, command):
     result = _elmo("-v", *{**COMMANDS, **SLOW}[command](tmp_path))
     output = result.stdout + result.stderr
@@ -90,8 +96,9 @@ def test_verbose_never_prints_credentials(s3, tmp_path, command):
         assert "core_worker.cc" in output and "has constructor arguments in the object store" in output
 
 
+@pytest.mark.ray
 def test_quiet_embed_prints_only_its_result(s3):
-    """Issue 16 item 9: without -v a successful embed shows its result line, none of Ray's noise
+    """Without -v a successful embed shows its result line, none of Ray's noise
     (the core_worker.cc error line, the token-auth notice, Ray Data's INFO progress)."""
     env = {**_env(), "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_AUTH_MODE")
@@ -141,6 +148,7 @@ def test_formatter_masks_secret_values_and_auth_headers(monkeypatch):
     ("badgz", "s3://secret/badgz/a.txt.gz: corrupt or truncated gzip data"),
     ("badjsonl", "s3://secret/badjsonl/a.jsonl:2: not valid JSON"),
 ])
+@pytest.mark.ray
 def test_errors_inside_ray_tasks_print_one_line(s3, prefix, message):
     result = _elmo("vocab", "--input", f"s3://secret/{prefix}/", "--output", f"s3://secret/out-{prefix}")
     assert result.returncode == 2, result.stdout + result.stderr

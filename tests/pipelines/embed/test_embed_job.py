@@ -161,7 +161,7 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(env, tmp_path):
 @pytest.mark.parametrize("name, data, why", [("blank.txt", b"\n   \n\n", "every line is empty or blank"),
                                              ("zero.txt", b"", "the file is empty")])
 def test_an_input_without_sentences_fails_embed_and_vocab_alike_naming_it(env, name, data, why):
-    """Issue 16 item 6: embed said "0 sentences", exit 0, where vocab failed; now both fail, naming the file."""
+    """Embed once said "0 sentences", exit 0, where vocab failed; now both fail, naming the file."""
     prefix = name.split(".")[0]
     fs = resolve("s3://corpus").fs
     fs.pipe_file(f"corpus/{prefix}/a.txt", TEXT_A.encode())
