@@ -23,11 +23,11 @@ def machine_info() -> dict:
         cpu = match.group(1).strip() if match else cpu
     except OSError:
         pass
-    from elmo_model.model.precision import bf16_matrix_units, cpu_has_amx
+    from elmo_model.model.precision import bf16_matrix_units, cpu_has_amx, cpu_has_avx512_bf16
 
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "amx": cpu_has_amx(), "avx512_bf16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
+            "amx": cpu_has_amx(), "avx512_bf16": cpu_has_avx512_bf16(),
             "bf16_matrix_units": bf16_matrix_units("cpu")[0]}
     try:
         with open("/proc/meminfo") as f:

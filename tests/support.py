@@ -69,3 +69,19 @@ def random_lm(sentences, seed: int = 1):
             p.normal_(0, 0.3)
     return lm.eval(), vocab
 
+
+def odd_char_ids(n_rows: int = 40, seed: int = 0):
+    """Char ids ``(n_rows, 50)`` that are not all well-formed tokens: random lengths (full rows and
+    all-padding rows among them), an all-zero row 0 and a real char after padding in row 1; and
+    the generator, to draw more from."""
+    from elmo_model.model.token_encoder import PAD_ID
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.full((n_rows, 50), PAD_ID, dtype=torch.long)
+    for row in range(n_rows):
+        n = int(torch.randint(0, 51, (1,), generator=g))
+        ids[row, :n] = torch.randint(1, 262, (n,), generator=g)
+    ids[0] = 0
+    ids[1, 10] = 5
+    return ids, g
+

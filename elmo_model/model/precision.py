@@ -30,7 +30,7 @@ from torch import nn
 
 from elmo_model.precision_modes import PRECISION_CHOICES, PRECISIONS, TRAINING_PRECISIONS
 
-__all__ = ["PRECISIONS", "PRECISION_CHOICES", "PRECISION_BOUNDS", "bf16_matrix_units", "cpu_bf16_isa", "cpu_has_amx", "check_precision",
+__all__ = ["PRECISIONS", "PRECISION_CHOICES", "PRECISION_BOUNDS", "bf16_matrix_units", "cpu_bf16_isa", "cpu_has_amx", "cpu_has_avx512_bf16", "check_precision",
            "current_precision", "layer_errors", "resolve_precision", "training_autocast", "use_precision", "Autocast", "Int8Linear"]
 
 # Stated error bounds against fp32 per layer: (max |diff|, min mean cosine similarity), checked by
@@ -75,17 +75,22 @@ def cpu_has_amx() -> bool:
     return "amx_bf16" in _cpu_flags()
 
 
+def cpu_has_avx512_bf16() -> bool:
+    """Whether this CPU has AVX512-BF16, as torch reports it (``/proc/cpuinfo`` where torch cannot say)."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    if probe is not None:
+        try:
+            return bool(probe())
+        except RuntimeError:
+            pass
+    return "avx512_bf16" in _cpu_flags()
+
+
 def cpu_bf16_isa() -> str | None:
-    """``"AMX"`` or ``"AVX512-BF16"``: this CPU's bf16 matrix instructions, as torch reports them
-    (``/proc/cpuinfo`` where torch cannot say); None without either."""
+    """``"AMX"`` or ``"AVX512-BF16"``: this CPU's bf16 matrix instructions; None without either."""
     if cpu_has_amx():
         return "AMX"
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    try:
-        avx = bool(probe()) if probe is not None else "avx512_bf16" in _cpu_flags()
-    except RuntimeError:
-        avx = "avx512_bf16" in _cpu_flags()
-    return "AVX512-BF16" if avx else None
+    return "AVX512-BF16" if cpu_has_avx512_bf16() else None
 
 
 def bf16_matrix_units(device: torch.device | str = "cpu") -> tuple[bool, str]:

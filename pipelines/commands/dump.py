@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from elmo_model.errors import ElmoError
-from elmo_model.precision_modes import PRECISION_CHOICES
+from elmo_model.precision_modes import PRECISION_CHOICES, PRECISION_HELP
 from pipelines.commands.arg_types import positive_int
 from pipelines.sigterm import sigterm_raises
 
@@ -32,9 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int,
                    help="sentences per forward pass (default: measured per model shape; 64 with --stateful)")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
-                   help="fp32 (default: float32 on CPU and GPU, exact) | bf16 | int8 (CPU) | auto (bf16 where the "
-                        "device has bf16 matrix units — CPUs with AMX or AVX512-BF16, GPUs of compute capability ≥ 8 — else fp32): "
-                        "low precisions are faster there, with the error stated in docs/performance.md")
+                   help=PRECISION_HELP)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice; 1 helps on a busy machine)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT_FILE if it exists (never the input)")

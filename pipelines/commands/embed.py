@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from elmo_model.precision_modes import PRECISION_CHOICES
+from elmo_model.precision_modes import PRECISION_CHOICES, PRECISION_HELP
 from pipelines.commands.arg_types import non_negative_float, positive_float, positive_int
 from pipelines.commands.ingest_flags import add_ingest_arguments, ingest_flags
 from pipelines.config import add_config_arguments
@@ -36,9 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["float32", "float16"], help="vector dtype (default float32)")
     p.add_argument("--batch-size", type=positive_int, help="sentences per actor call (default 256)")
     p.add_argument("--precision", choices=PRECISION_CHOICES,
-                   help="fp32 (default: float32 on CPU and GPU, exact) | bf16 | int8 (CPU) | auto (bf16 where the "
-                        "device has bf16 matrix units — CPUs with AMX or AVX512-BF16, GPUs of compute capability ≥ 8 — else fp32): "
-                        "low precisions are faster there, with the error stated in docs/performance.md")
+                   help=PRECISION_HELP)
     p.add_argument("--actors", type=_min_max, metavar="MIN,MAX", help="actor pool size (default 1,2)")
     p.add_argument("--cpus-per-actor", type=positive_float, help="CPUs reserved per actor (default 1)")
     p.add_argument("--gpus-per-actor", type=non_negative_float, help="GPUs per actor, fractions allowed (default 0)")

@@ -10,11 +10,11 @@ from elmo_model.model.chars import batch_char_ids
 from elmo_model.infer.embedder import SentenceEmbedder
 from elmo_model.testing.reference import ReferenceBiLm
 from elmo_model.model.distinct import distinct_rows
-from elmo_model.model.token_encoder import PAD_ID, pool_trimmed
+from elmo_model.model.token_encoder import pool_trimmed
 from elmo_model.testing import step_by_step
 from elmo_model.formats.weights import bilm_arrays, load_bilm
 
-from support import random_bilm
+from support import odd_char_ids, random_bilm
 
 SENTENCES = [
     ["The", "bank", "raised", "rates", "."],
@@ -100,13 +100,7 @@ def test_fast_path_under_autocast_runs_in_low_precision():
 def test_trimmed_convolution_equals_full_convolution():
     """Any char ids, not only well-formed tokens: padding inside, full rows, all-padding rows."""
     encoder = random_bilm(filters=((1, 3), (3, 5), (7, 8))).double().token_encoder
-    g = torch.Generator().manual_seed(0)
-    ids = torch.full((40, 50), PAD_ID, dtype=torch.long)
-    for row in range(40):
-        n = int(torch.randint(0, 51, (1,), generator=g))
-        ids[row, :n] = torch.randint(1, 262, (n,), generator=g)
-    ids[0] = 0
-    ids[1, 10] = 5  # a real char after padding
+    ids, _ = odd_char_ids()
     with torch.no_grad():
         expected = torch.cat([step_by_step.pool_conv1d(encoder, chunk) for chunk in ids.split(7)])
         for chunk in (1, 3, 128):

@@ -12,7 +12,7 @@ from elmo_model.model.language_model import BiLmWithSoftmax
 from elmo_model.model.token_encoder import PAD_ID, pool_trimmed
 from elmo_model.testing import step_by_step
 
-from support import random_bilm
+from support import odd_char_ids, random_bilm
 
 N_VOCAB = 40
 SENTENCES = [
@@ -67,13 +67,7 @@ def test_the_trimmed_char_cnn_gives_the_loss_and_gradients_of_conv1d_over_every_
     """Any char ids, not only well-formed tokens: padding inside a token, full rows, all-padding
     and all-zero rows; chunks of 1, 3 and 128 tokens; with and without autograd."""
     encoder = random_bilm(filters=((1, 3), (3, 5), (7, 8))).double().token_encoder
-    g = torch.Generator().manual_seed(0)
-    ids = torch.full((40, 50), PAD_ID, dtype=torch.long)
-    for row in range(40):
-        n = int(torch.randint(0, 51, (1,), generator=g))
-        ids[row, :n] = torch.randint(1, 262, (n,), generator=g)
-    ids[0] = 0
-    ids[1, 10] = 5  # a real char after padding
+    ids, g = odd_char_ids()
     pool_weights = torch.randn(40, encoder.highways_dim, generator=g, dtype=torch.float64)
     encoder.zero_grad(set_to_none=True)
     expected = torch.cat([step_by_step.pool_conv1d(encoder, rows) for rows in ids.split(7)])  # all 50 positions

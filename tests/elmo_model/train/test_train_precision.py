@@ -11,7 +11,7 @@ from elmo_model.model import lstm_train
 from elmo_model.model import precision as precision_module
 from elmo_model.train.batching import collate, make_windows
 from elmo_model.errors import ElmoError
-from elmo_model.model.precision import training_autocast
+from elmo_model.model.precision import Autocast, training_autocast
 from elmo_model.train.config import TrainConfig
 from elmo_model.train.loop import new_model
 from elmo_model.train.trainer import LmTrainer
@@ -25,14 +25,9 @@ SENTENCES = [s.split() for s in TEXT]
 LOSS_REL, GRAD_COSINE, GRAD_NORM_REL = 1e-2, 0.99, 5e-2
 
 
-class Bf16(torch.nn.Module):
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, *args):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return self.module(*args)
+def bf16(module):
+    """The forward pass under CPU bf16 autocast, as a CPU training worker with precision bf16 runs it."""
+    return Autocast(module, "cpu")
 
 
 def _step(config, vocab, batch, wrap=None):
@@ -56,7 +51,7 @@ def test_a_bf16_step_has_the_loss_and_gradients_of_fp32(model_name, softmax, mon
     low_calls = []
     real_low = lstm_train._low_bmm
     monkeypatch.setattr(lstm_train, "_low_bmm", lambda dtype: low_calls.append(dtype) or real_low(dtype))
-    low, model16, trainer = _step(config, vocab, batch, wrap=Bf16)
+    low, model16, trainer = _step(config, vocab, batch, wrap=bf16)
     grads["bf16"] = {n: p.grad.clone() for n, p in model16.named_parameters() if p.grad is not None}
     # the recurrence's backward ran its products in bf16, once per layer (both directions together)
     assert low_calls == [torch.bfloat16] * config.options().n_layers
@@ -78,7 +73,7 @@ def test_bf16_training_learns(monkeypatch):
     batch = collate(make_windows(SENTENCES, 12), vocab)
     config = TrainConfig(dropout=0.0, batch_size=len(SENTENCES), steps=30)
     curves = {}
-    for name, wrap in (("fp32", None), ("bf16", Bf16)):
+    for name, wrap in (("fp32", None), ("bf16", bf16)):
         torch.manual_seed(0)
         trainer = LmTrainer(new_model(config, vocab), config, wrap=wrap)
         curves[name] = [trainer.train_step(batch)["loss"] for _ in range(30)]

@@ -41,6 +41,14 @@ def env(tiny_files, tmp_path_factory):
         yield s3
 
 
+def _put_texts(prefix: str):
+    """:data:`TEXTS` under ``s3://ocorpus/<prefix>/``; returns the bucket's filesystem."""
+    fs = resolve("s3://ocorpus").fs
+    for name, text in TEXTS.items():
+        fs.pipe_file(f"ocorpus/{prefix}/{name}", text.encode())
+    return fs
+
+
 def _config(model: str, output: str, prefix: str, **kw) -> EmbedJobConfig:
     return EmbedJobConfig(model=f"s3://omodels/{model}", inputs=(f"s3://ocorpus/{prefix}",), output=output,
                           actors=(1, 1), cpus_per_actor=0.5, **kw)
@@ -59,9 +67,7 @@ def _visible(output: str) -> set[str]:
 
 
 def test_another_model_is_refused_and_replace_switches_everything_in_one_commit(env):
-    fs = resolve("s3://ocorpus").fs
-    for name, text in TEXTS.items():
-        fs.pipe_file(f"ocorpus/mix/{name}", text.encode())
+    fs = _put_texts("mix")
     output = "s3://oout/mix"
     run_embed(_config("B", output, "mix"))
     with_b = _rows(output)
@@ -98,9 +104,7 @@ def test_another_model_is_refused_and_replace_switches_everything_in_one_commit(
 
 
 def test_prune_drops_the_rows_of_deleted_inputs(env):
-    fs = resolve("s3://ocorpus").fs
-    for name, text in TEXTS.items():
-        fs.pipe_file(f"ocorpus/prune/{name}", text.encode())
+    fs = _put_texts("prune")
     output = "s3://oout/prune"
     run_embed(_config("B", output, "prune"))
     fs.rm_file("ocorpus/prune/c.txt")
