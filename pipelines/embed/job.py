@@ -36,6 +36,7 @@ from pipelines import fault_injection
 from pipelines.embed import manifest
 from pipelines.embed.output import OutputSpec
 from pipelines.embed.placement import PoolNeeds
+from pipelines.embed.precision import auto_from_binding, resolve_run_precision
 from pipelines.io.lease import LeaseLost, RunLease
 from pipelines.ingest.blocks import DEFAULT_BLOCK_BYTES, MIN_BLOCK_BYTES, ReadBlock, block_size
 from pipelines.ingest.reader import DEFAULT_READ_CPUS, READ_TASK_MEMORY, IngestConfig, InputPlan, check_sentences, list_inputs
@@ -161,6 +162,11 @@ def _up_to_date_without_loading(config: EmbedJobConfig, out: Location, entries: 
     bound = state.binding or {}
     if bound.get("model_files") != model_files or not bound.get("model"):
         return False
+    if config.precision == "auto":  # auto keeps the output's precision: no device to ask
+        kept = auto_from_binding(config.precision, bound)
+        if kept is None:
+            return False
+        config = dataclasses.replace(config, precision=kept)
     settings = settings_hash(config, bound["model"])
     gone = config.prune and any(url not in {e.url for e in entries} for url in state.inputs)
     if bound.get("settings_hash") != settings or gone or manifest.plan(entries, state.inputs, settings):
@@ -270,11 +276,7 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
     from pipelines.ingest.reader import number_read_blocks
     from pipelines.ray_support import ensure_ray
 
-    from pipelines.embed.precision import resolve_pool_precision
-
     config.validate()
-    config = dataclasses.replace(config, precision=resolve_pool_precision(config.precision, config.cpus_per_actor,
-                                                                          config.gpus_per_actor))
     faults = fault_injection.planned()
     entries, plan = list_inputs(config.inputs, config.ingest, options)
     out = resolve(config.output, options)
@@ -285,11 +287,14 @@ def run_embed(config: EmbedJobConfig, options: StorageOptions | None = None) -> 
         log.info("all %d inputs are up to date under %s (same model files): nothing to do", len(entries), out.url)
         return EmbedResult([], len(entries), 0, out.url)
     digest = check_model(config, options)  # the weights are checked before any new embedding
-    settings = settings_hash(config, digest)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     with RunLease(out, run_id, config.lease_ttl_s, on_lost=_thread.interrupt_main).acquire(config.wait_s) as lease, \
             _stop_when_lost(lease):
         state = manifest.recover(out, run_id)
+        config = dataclasses.replace(config, precision=resolve_run_precision(
+            config.precision, manifest.binding_of(state), config.replace, config.cpus_per_actor,
+            config.gpus_per_actor, out.url))
+        settings = settings_hash(config, digest)
         bound = binding(config, digest, model_files)
         check_binding(out.url, state, bound, config.replace)
         listed = {e.url for e in entries}

@@ -136,3 +136,34 @@ def test_precision_auto_is_resolved_once_where_the_actors_run_and_bound_to_the_o
     other = "bf16" if expected == "fp32" else "fp32"
     with pytest.raises(ElmoError, match=f"precision {expected}.*precision {other}"):
         run_embed(_config("B", output, "auto", precision=other))
+
+
+def test_precision_auto_keeps_the_precision_of_an_output_already_bound(env, caplog):
+    """An output bound to fp32 or bf16 vectors keeps that precision under ``auto`` — whatever the
+    device would call for, a new input is embedded (not refused) in the output's precision, and an
+    up-to-date rerun decides without asking any device; ``--replace`` decides by the device again."""
+    import ray
+
+    from elmo_model.model.precision import resolve_precision
+
+    fs = resolve("s3://ocorpus").fs
+    fs.pipe_file("ocorpus/keep/a.txt", TEXTS["a.txt"].encode())
+    output = "s3://oout/keep"
+    by_device = ray.get(ray.remote(lambda: resolve_precision("auto", "cpu")[0]).options(num_cpus=0.5).remote())
+    other = "bf16" if by_device == "fp32" else "fp32"
+    run_embed(_config("B", output, "keep", precision=other))
+    fs.pipe_file("ocorpus/keep/b.txt", TEXTS["b.txt"].encode())
+    with caplog.at_level("INFO", logger="pipelines.embed.precision"):
+        assert run_embed(_config("B", output, "keep", precision="auto")).embedded == ["s3://ocorpus/keep/b.txt"]
+    assert f"holds {other} vectors: this run embeds in {other} too" in caplog.text
+    assert "the actors run" not in caplog.text  # no device was asked
+    manifest = json.loads(resolve(output).fs.cat_file("oout/keep/_manifest.json"))
+    assert manifest["binding"]["precision"] == other
+    assert {r["settings_hash"] for r in manifest["inputs"].values()} == {manifest["binding"]["settings_hash"]}
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert run_embed(_config("B", output, "keep", precision="auto")).embedded == []
+    assert "same model files" in caplog.text  # decided from the manifest alone
+    run_embed(_config("B", output, "keep", precision="auto", replace=True))
+    manifest = json.loads(resolve(output).fs.cat_file("oout/keep/_manifest.json"))
+    assert manifest["binding"]["precision"] == by_device
