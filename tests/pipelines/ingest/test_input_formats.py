@@ -71,7 +71,7 @@ def test_compressed_jsonl_keeps_its_format_and_is_one_block(tmp_path, suffix):
 @pytest.mark.parametrize("data, what", [
     (b"PK\x03\x04" + bytes(200), "a zip archive"),
     (bytes(range(256)) * 40, "binary data"),
-    (gzip.compress(b"ok")[:-6] + b"\x00" * 3, "corrupt or truncated gzip data"),
+    (gzip.compress(b"ok", mtime=0)[:-6] + b"\x00" * 3, "corrupt or truncated gzip data"),
 ])
 def test_binary_or_corrupt_input_is_refused_with_one_line_naming_the_file(tmp_path, data, what):
     path = tmp_path / "x.txt"
