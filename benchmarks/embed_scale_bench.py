@@ -5,14 +5,16 @@ actor's peak memory for one file of growing size.
 :func:`pipelines.embed.job.run_embed` into a fresh local output with the test-only actor trace
 (``ELMO_TEST_FAULTS={"embed_actor_trace_dir": …}``: each actor call appends its row count to a
 file named by node and pid), so a row says how many rows each actor embedded. While it runs, a
-thread samples each traced actor's peak resident memory (``VmHWM`` in ``/proc/<pid>/status``).
+thread samples each traced actor's memory in ``/proc/<pid>/status``: peak resident memory
+(``VmHWM``), private memory (``RssAnon``: what grows if the actor holds more) and the object-store
+pages it touched (``RssShmem``: Ray's shared memory, bounded by the object store).
 
 - ``spread`` rows: the "small" shape (random weights), a corpus of ``n`` sentences as 1 or 4
   files, pools of 1 and 2 actors at ``1 / actors`` of the cores each: wall seconds, sentences/s,
   rows per actor.
 - ``memory`` rows: the test fixture's tiny model (fast, so that large inputs fit in minutes), one
-  file of 20k / 100k / 1M sentences (quick: 20k / 100k), one actor: the actor's peak RSS. Bounded
-  memory means the same peak for every size.
+  file of 20k / 100k / 1M sentences (quick: 20k / 100k), one actor. Bounded memory means the same
+  private peak for every size.
 """
 
 from __future__ import annotations
@@ -33,12 +35,16 @@ from benchmarks.report import print_rows_main
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "elmo_tiny"
 
 
-def _peak_rss_mb(pid: int) -> float:
+def _memory_mb(pid: int) -> dict[str, float]:
+    """``VmHWM`` (peak resident memory, object-store pages the process touched included), and now:
+    ``RssAnon`` (its private memory: heap, arrays) and ``RssShmem`` (shared memory: Ray's object store)."""
     try:
         with open(f"/proc/{pid}/status") as f:
-            return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)) / 1024
-    except (OSError, AttributeError):
-        return 0.0
+            status = f.read()
+    except OSError:
+        return {}
+    found = {key: re.search(rf"{key}:\s+(\d+)", status) for key in ("VmHWM", "RssAnon", "RssShmem")}
+    return {key: int(m.group(1)) / 1024 for key, m in found.items() if m}
 
 
 def _run(model: Path, inputs: list[Path], output: Path, actors: int, cpus_per_actor: float) -> dict:
@@ -47,14 +53,15 @@ def _run(model: Path, inputs: list[Path], output: Path, actors: int, cpus_per_ac
 
     trace = output.parent / f"{output.name}-trace"
     trace.mkdir()
-    peaks: dict[int, float] = {}
+    peaks: dict[tuple[int, str], float] = {}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.2):
             for path in trace.iterdir():
                 pid = int(path.name.rsplit("-", 1)[1])
-                peaks[pid] = max(peaks.get(pid, 0.0), _peak_rss_mb(pid))
+                for key, mb in _memory_mb(pid).items():
+                    peaks[pid, key] = max(peaks.get((pid, key), 0.0), mb)
 
     sampler = threading.Thread(target=sample, daemon=True)
     os.environ[ENV_VAR] = json.dumps({"embed_actor_trace_dir": str(trace)})
@@ -71,7 +78,9 @@ def _run(model: Path, inputs: list[Path], output: Path, actors: int, cpus_per_ac
     per_actor = sorted((sum(int(n) for n in p.read_text().split()) for p in trace.iterdir()), reverse=True)
     return {"seconds": round(seconds, 2), "sentences": result.rows, "sentences_per_s": round(result.rows / seconds, 1),
             "read_blocks": result.blocks, "rows_per_actor": per_actor,
-            "actor_peak_rss_mb": round(max(peaks.values(), default=0.0), 1)}
+            **{name: round(max((mb for (_, k), mb in peaks.items() if k == key), default=0.0), 1)
+               for name, key in (("actor_peak_rss_mb", "VmHWM"), ("actor_peak_private_mb", "RssAnon"),
+                                 ("actor_peak_object_store_mb", "RssShmem"))}}
 
 
 def _write_corpus(folder: Path, sentences: list[list[str]], files: int) -> list[Path]:
@@ -85,39 +94,51 @@ def _write_corpus(folder: Path, sentences: list[list[str]], files: int) -> list[
     return paths
 
 
-def rows(quick: bool = False) -> list[dict]:
+def _spread_rows(tmp_path: Path, quick: bool, cores: int, machine: dict) -> list[dict]:
+    out = []
+    model = _write_model(tmp_path / "model")
+    sentences = make_sentences(2_000 if quick else 8_000, seed=0)
+    for files in (1, 4):
+        corpus = _write_corpus(tmp_path / f"corpus{files}", sentences, files)
+        for actors in (1, 2):
+            cpus = min(1.0, (cores - 0.25) / actors)
+            row = _run(model, corpus, tmp_path / f"out-{files}-{actors}", actors, cpus)
+            out.append({"benchmark": "embed_spread", "shape": SHAPE, "files": files, "actors": actors,
+                        "cpus_per_actor": round(cpus, 2), **row, "machine": machine})
+    return out
+
+
+def _memory_rows(tmp_path: Path, sizes: tuple[int, ...], machine: dict) -> list[dict]:
+    out = []
+    fixture = tmp_path / "tiny"
+    fixture.mkdir()
+    (fixture / "options.json").write_bytes((FIXTURE / "options.json").read_bytes())
+    (fixture / "weights.hdf5").write_bytes((FIXTURE / "lm_weights.hdf5").read_bytes())
+    for size in sizes:
+        corpus = _write_corpus(tmp_path / f"mem{size}", make_sentences(size, seed=1), 1)
+        row = _run(fixture, corpus, tmp_path / f"mem-out-{size}", 1, 1.0)
+        out.append({"benchmark": "embed_actor_memory", "shape": "fixture", "sentences_in_file": size,
+                    "input_mb": round(corpus[0].stat().st_size / 2**20, 1), **row, "machine": machine})
+    return out
+
+
+def rows(quick: bool = False, spread: bool = True, memory_sizes: tuple[int, ...] | None = None) -> list[dict]:
+    """The spread rows (unless ``spread`` is false) and the memory rows (``memory_sizes``: sentences in
+    the one file; default 20k / 100k / 1M, quick 20k / 100k)."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cores = os.cpu_count() or 1
     machine = machine_info()
-    out = []
+    if memory_sizes is None:
+        memory_sizes = (20_000, 100_000) if quick else (20_000, 100_000, 1_000_000)
     with tempfile.TemporaryDirectory(prefix="elmo-scale-bench-") as tmp:
-        tmp_path = Path(tmp)
         ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
         try:
-            model = _write_model(tmp_path / "model")
-            n = 2_000 if quick else 8_000
-            sentences = make_sentences(n, seed=0)
-            for files in (1, 4):
-                corpus = _write_corpus(tmp_path / f"corpus{files}", sentences, files)
-                for actors in (1, 2):
-                    cpus = min(1.0, (cores - 0.25) / actors)
-                    row = _run(model, corpus, tmp_path / f"out-{files}-{actors}", actors, cpus)
-                    out.append({"benchmark": "embed_spread", "shape": SHAPE, "files": files, "actors": actors,
-                                "cpus_per_actor": round(cpus, 2), **row, "machine": machine})
-            fixture = tmp_path / "tiny"
-            fixture.mkdir()
-            (fixture / "options.json").write_bytes((FIXTURE / "options.json").read_bytes())
-            (fixture / "weights.hdf5").write_bytes((FIXTURE / "lm_weights.hdf5").read_bytes())
-            for size in (20_000, 100_000) if quick else (20_000, 100_000, 1_000_000):
-                corpus = _write_corpus(tmp_path / f"mem{size}", make_sentences(size, seed=1), 1)
-                row = _run(fixture, corpus, tmp_path / f"mem-out-{size}", 1, 1.0)
-                out.append({"benchmark": "embed_actor_memory", "shape": "fixture", "sentences_in_file": size,
-                            "input_mb": round(corpus[0].stat().st_size / 2**20, 1), **row, "machine": machine})
+            out = _spread_rows(Path(tmp), quick, cores, machine) if spread else []
+            return out + _memory_rows(Path(tmp), memory_sizes, machine)
         finally:
             ray.shutdown()
-    return out
 
 
 if __name__ == "__main__":

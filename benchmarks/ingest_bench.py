@@ -74,7 +74,7 @@ def stages_one_process(files: list[Path]) -> int:
     stage, fs, n = SentenceStage(IngestConfig()), pyarrow.fs.LocalFileSystem(), 0
     for path in files:
         for records in read_text_file(fs, str(path), f"file://{path}"):
-            n += stage(records).num_rows
+            n += sum(table.num_rows for table in stage(records))
     return n
 
 

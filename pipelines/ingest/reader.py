@@ -39,7 +39,8 @@ DEFAULT_READ_CPUS = 0.25  # per read task: fits beside actors on any node that h
 # remote arguments differ from any actor stage's, so that Ray Data never fuses reads into an actor
 # pool (a fused stage bundles many read blocks into one task on one actor).
 READ_TASK_MEMORY = 256 << 20
-STAGE_BLOCK_BYTES = 16 << 20  # the largest Ray Data block a stage outputs (Ray's default: 128 MiB)
+STAGE_BLOCK_BYTES = 4 << 20  # the largest Ray Data block a stage outputs (Ray's default: 128 MiB)
+SLICE_TEXT_BYTES = 1 << 20  # text tokenized at a time by the sentence stage
 
 
 @dataclass(frozen=True)
@@ -233,14 +234,21 @@ def read_records(inputs: InputPlan | str | Sequence[str], config: IngestConfig =
 
 
 class SentenceStage:
-    """Records → sentences (+ char ids, + token ids given a vocabulary): one pyarrow batch at a time."""
+    """Records → sentences (+ char ids, + token ids given a vocabulary): a generator of pyarrow
+    tables, one per slice of at most :data:`SLICE_TEXT_BYTES` of text (the Python strings of a
+    tokenized slice are many times its bytes: slicing keeps a read task's memory flat)."""
 
     def __init__(self, config: IngestConfig, vocab: Vocabulary | None = None, char_ids: bool = True) -> None:
         self.split = stages.resolve_fn(config.sentence_split, stages.SPLITTERS, "sentence splitter")
         self.tokenize = stages.resolve_fn(config.tokenizer, stages.TOKENIZERS, "tokenizer")
         self.config, self.vocab, self.char_ids = config, vocab, char_ids
 
-    def __call__(self, records: pa.Table) -> pa.Table:
+    def __call__(self, records: pa.Table) -> Iterator[pa.Table]:
+        for piece in stages.text_slices(records, SLICE_TEXT_BYTES):
+            yield self.sentences(piece)
+
+    def sentences(self, records: pa.Table) -> pa.Table:
+        """The sentence table of ``records`` (all at once)."""
         table = stages.sentence_table(records, self.split, self.tokenize, self.config.max_tokens)
         if self.char_ids:
             table = stages.add_char_ids(table, self.config.max_characters_per_token)

@@ -13,7 +13,7 @@ Splitters and tokenizers are named (``line`` / ``none``, ``whitespace``) or give
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,22 @@ def resolve_fn(spec: str | TextFn, named: dict[str, TextFn], what: str) -> TextF
         except (ImportError, AttributeError) as exc:
             raise ElmoError(f"{what} {spec!r}: cannot import it ({exc})") from None
     raise ElmoError(f"unknown {what} {spec!r} (known: {', '.join(named)}, or 'module:function')")
+
+
+def text_slices(records: pa.Table, max_bytes: int) -> Iterator[pa.Table]:
+    """``records`` in consecutive row slices of at most ``max_bytes`` of ``text`` each (a record
+    longer than that is a slice of its own); one slice, zero-copy, when the whole fits."""
+    sizes = pc.binary_length(records.column("text")).fill_null(0).to_numpy(zero_copy_only=False)
+    if records.num_rows == 0 or int(sizes.sum()) <= max_bytes:
+        yield records
+        return
+    start, size = 0, 0
+    for row, n in enumerate(sizes.tolist()):
+        if size and size + n > max_bytes:
+            yield records.slice(start, row - start)
+            start, size = row, 0
+        size += n
+    yield records.slice(start)
 
 
 def sentence_table(records: pa.Table, split: TextFn, tokenize: TextFn, max_tokens: int | None = None) -> pa.Table:

@@ -148,3 +148,27 @@ def test_ingest_benchmark_smoke(s3, tmp_path):
     results = ingest_bench.main(["--mb", "0.05", "--files", "2", "--keep", str(tmp_path / "corpus")])
     assert results["files"] == 2 and results["lines"] > 100
     assert results["ray data"]["ratio_to_plain_loop"] > 0
+
+
+def test_one_large_read_block_reaches_the_next_stage_as_bounded_blocks(s3):
+    """A read task hands on blocks of about STAGE_BLOCK_BYTES however large its read block is (the
+    sentence stage tokenizes SLICE_TEXT_BYTES of text at a time): what bounds a task's and an
+    actor's memory. One 5.5 MB file read as one block; every sentence still arrives once, in order."""
+    from pipelines.ingest import reader
+
+    lines = [f"sentence {i} of a large file with several words in it" for i in range(100_000)]
+    storage.write_bytes("s3://corpus/large/big.txt", ("\n".join(lines) + "\n").encode())
+    plan = plan_inputs("s3://corpus/large/")
+    planned = reader.plan_read_blocks(plan, 64 << 20)
+    assert len(planned) == 1  # one read block of the whole file
+    numbered = reader.number_read_blocks(planned, plan, {planned[0].url: [planned[0].key]})
+    sentences = reader.sentences_of(reader.read_blocks(numbered, plan), reader.SentenceStage(IngestConfig(), char_ids=False))
+    sizes = sentences.map_batches(lambda t: pa.table({"bytes": [t.nbytes], "rows": [t.num_rows],
+                                                      "first": [t.column("line")[0].as_py()]}),
+                                  batch_size=None, batch_format="pyarrow")
+    with clean_errors():
+        blocks = sorted(sizes.take_all(), key=lambda r: r["first"])
+    assert sum(b["rows"] for b in blocks) == len(lines)
+    assert len(blocks) >= 3 and max(b["bytes"] for b in blocks) <= 2 * reader.STAGE_BLOCK_BYTES, blocks
+    firsts = [b["first"] for b in blocks]
+    assert firsts[0] == 0 and all(b - a == r["rows"] for a, b, r in zip(firsts, firsts[1:], blocks))

@@ -32,6 +32,28 @@ def test_sentence_table_drops_empty_caps_and_keeps_provenance():
     assert out[0]["text"] == "a b c d" and out[0]["source"] == "s3://b/f.txt"
 
 
+def test_text_slices_cover_every_record_once_in_order_within_the_byte_bound():
+    texts = ["ab", None, "cdef", "g" * 9, "", "hi", "jk"]  # 9 bytes: longer than the bound, a slice of its own
+    slices = list(st.text_slices(make_records(texts), 5))
+    assert [s.column("text").to_pylist() for s in slices] == [["ab", None], ["cdef"], ["g" * 9], ["", "hi", "jk"]]
+    assert all(sum(len(t or "") for t in s.column("text").to_pylist()) <= 5 for s in slices if s.num_rows > 1)
+    whole = make_records(["ab", "cd"])
+    assert list(st.text_slices(whole, 4)) == [whole]  # fits: the table itself
+    assert [s.num_rows for s in st.text_slices(make_records([]), 4)] == [0]
+
+
+def test_the_sentence_stage_yields_the_same_rows_slice_by_slice_as_at_once(monkeypatch):
+    from pipelines.ingest import reader
+
+    records = make_records([f"line {i} with words\nand a second sentence {i}" for i in range(50)])
+    stage = reader.SentenceStage(reader.IngestConfig())
+    whole = stage.sentences(records)
+    monkeypatch.setattr(reader, "SLICE_TEXT_BYTES", 100)
+    pieces = list(stage(records))
+    assert len(pieces) > 10 and max(p.num_rows for p in pieces) < whole.num_rows
+    assert pa.concat_tables(pieces).equals(whole)
+
+
 def test_sentence_table_of_nothing_has_the_schema():
     out = st.add_char_ids(st.sentence_table(make_records([""]), st.SPLITTERS["line"], str.split))
     assert out.num_rows == 0
