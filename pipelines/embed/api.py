@@ -16,9 +16,10 @@ column(s) of the layer selection (``embedding``, or ``layer_0 … layer_L`` for 
 ``model`` (the model's digest): the same vectors as ``elmo embed`` writes for the same sentences.
 ``layout="token"``: one row per token instead (``position``, ``token``, one vector per row).
 ``precision``: as :class:`elmo_model.infer.embedder.SentenceEmbedder` (``fp32`` is float32 on a GPU too);
-``"auto"`` is resolved by each actor for its own device (``elmo embed`` resolves it once per run,
-so that an output never mixes precisions: pass an explicit one for a pool spread over machine
-types).
+:func:`embed_dataset` resolves ``"auto"`` once, for the device of its actors (as ``elmo embed``
+does), so that every actor computes in the same precision; an ``ElmoEmbedder`` given ``"auto"``
+directly resolves it on each actor for its own device (pass an explicit one for a pool spread over
+machine types).
 """
 
 from __future__ import annotations
@@ -118,8 +119,15 @@ class ElmoEmbedder:
 def embed_dataset(ds: Any, model_url: str, *, actors: tuple[int, int] = (1, 2), cpus_per_actor: float = 1.0,
                   gpus_per_actor: float = 0.0, batch_size: int = 256, **embedder_kwargs: Any) -> Any:
     """``ds`` (a ``ray.data.Dataset`` with ``text`` or ``tokens``) with ELMo vectors added, on an
-    autoscaling pool of ``actors = (min, max)`` actors; ``embedder_kwargs`` go to :class:`ElmoEmbedder`."""
+    autoscaling pool of ``actors = (min, max)`` actors; ``embedder_kwargs`` go to :class:`ElmoEmbedder`
+    (``precision="auto"`` is resolved here, once, for the actors' device)."""
     import ray.data
+
+    if embedder_kwargs.get("precision") == "auto":
+        from pipelines.embed.precision import resolve_pool_precision
+
+        embedder_kwargs = {**embedder_kwargs,
+                           "precision": resolve_pool_precision("auto", cpus_per_actor, gpus_per_actor)}
 
     return ds.map_batches(ElmoEmbedder, fn_constructor_args=(model_url,), fn_constructor_kwargs=embedder_kwargs,
                           compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1]),

@@ -158,7 +158,7 @@ def test_a_stalled_job_says_what_it_waits_for(env, caplog):
 
 
 @pytest.mark.ray
-def test_the_ray_data_api_gives_the_vectors_of_elmo_embed(env, model_dir, tmp_path):
+def test_the_ray_data_api_gives_the_vectors_of_elmo_embed(env, model_dir, tmp_path, caplog):
     import ray.data
 
     text = _corpus(300, seed=2)
@@ -181,6 +181,15 @@ def test_the_ray_data_api_gives_the_vectors_of_elmo_embed(env, model_dir, tmp_pa
     tokens = ray.data.from_items([{"tokens": ["the", "bank"]}])
     pooled = embed_dataset(tokens, str(model_dir), actors=(1, 1), cpus_per_actor=0.5, pooling="mean").take_all()
     assert len(pooled[0]["embedding"]) == 32
+    # precision "auto": resolved once for the actors' device, then the same vectors as that precision
+    from elmo_model.model.precision import resolve_precision
+
+    chosen = ray.get(ray.remote(lambda: resolve_precision("auto", "cpu")[0]).options(num_cpus=0.5).remote())
+    with caplog.at_level("INFO", logger="pipelines.embed.precision"):
+        auto = embed_dataset(tokens, str(model_dir), actors=(1, 1), cpus_per_actor=0.5, precision="auto").take_all()
+    assert caplog.text.count(f"the actors run {chosen}") == 1
+    explicit = embed_dataset(tokens, str(model_dir), actors=(1, 1), cpus_per_actor=0.5, precision=chosen).take_all()
+    np.testing.assert_array_equal(np.array(auto[0]["embedding"]), np.array(explicit[0]["embedding"]))
     with pytest.raises(Exception, match="neither a 'text' nor a 'tokens' column"):
         embed_dataset(ray.data.from_items([{"body": "x"}]), str(model_dir), actors=(1, 1), cpus_per_actor=0.5).take_all()
 
