@@ -429,7 +429,10 @@ def _embed_to_staging(config: EmbedJobConfig, group: list[ReadBlock], plan: Inpu
         with clean_errors(), watch:
             vectors.write_parquet(staging.path, filesystem=staging.arrow_fs, partition_cols=["output_key"],
                                   try_create_dir=staging.scheme == "file",  # no empty marker objects on S3
-                                  max_rows_per_file=config.rows_per_file, row_group_size=config.row_group_rows)
+                                  max_rows_per_file=config.rows_per_file, row_group_size=config.row_group_rows,
+                                  # a write task asks what a read task asks, so it fits beside an actor
+                                  # (Ray's default, 1 CPU, waits for the pool to let go of its nodes)
+                                  ray_remote_args={"num_cpus": read_cpus})
     except ElmoError:
         raise
     except Exception as exc:  # a full disk: one line (Ray's traceback and its "open an issue" note, otherwise)

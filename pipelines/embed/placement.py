@@ -25,7 +25,8 @@ _EPS = 1e-9
 
 @dataclass(frozen=True)
 class PoolNeeds:
-    """What an embedding pool needs to make progress: ``min_actors`` actors and one read task."""
+    """What an embedding pool needs to make progress: ``min_actors`` actors and one read task (a
+    write task asks the same ``read_cpus``)."""
 
     min_actors: int
     cpus_per_actor: float
@@ -35,7 +36,7 @@ class PoolNeeds:
     def describe(self) -> str:
         gpus = f" + {self.gpus_per_actor:g} GPU" if self.gpus_per_actor else ""
         return (f"{self.min_actors} actor(s) × ({self.cpus_per_actor:g} CPU{gpus}) + {self.read_cpus:g} CPU "
-                "for reading")
+                "for reading and writing")
 
 
 def shortfall(needs: PoolNeeds, nodes: Sequence[dict[str, float]]) -> str | None:
