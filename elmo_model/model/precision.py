@@ -64,26 +64,25 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX bf16 tiles, as torch reports it (``/proc/cpuinfo`` where torch cannot say)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+def _cpu_has(torch_probe: str, flag: str) -> bool:
+    """``torch.cpu.<torch_probe>()`` where torch has it and can say, else ``flag`` in ``/proc/cpuinfo``."""
+    probe = getattr(torch.cpu, torch_probe, None)
     if probe is not None:
         try:
             return bool(probe())
         except RuntimeError:
             pass
-    return "amx_bf16" in _cpu_flags()
+    return flag in _cpu_flags()
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX bf16 tiles, as torch reports it (``/proc/cpuinfo`` where torch cannot say)."""
+    return _cpu_has("_is_amx_tile_supported", "amx_bf16")
 
 
 def cpu_has_avx512_bf16() -> bool:
     """Whether this CPU has AVX512-BF16, as torch reports it (``/proc/cpuinfo`` where torch cannot say)."""
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    if probe is not None:
-        try:
-            return bool(probe())
-        except RuntimeError:
-            pass
-    return "avx512_bf16" in _cpu_flags()
+    return _cpu_has("_is_avx512_bf16_supported", "avx512_bf16")
 
 
 def cpu_bf16_isa() -> str | None:
