@@ -163,7 +163,7 @@ def _up_to_date_without_loading(config: EmbedJobConfig, out: Location, entries: 
     if bound.get("model_files") != model_files or not bound.get("model"):
         return False
     if config.precision == "auto":  # auto keeps the output's precision: no device to ask
-        kept = auto_from_binding(config.precision, bound)
+        kept = auto_from_binding(bound)
         if kept is None:
             return False
         config = dataclasses.replace(config, precision=kept)

@@ -28,17 +28,17 @@ def _device_precision(precision: str, gpus: float) -> tuple[str, str]:
 AUTO_RESULTS = ("fp32", "bf16")
 
 
-def auto_from_binding(precision: str, bound: dict | None) -> str | None:
+def auto_from_binding(bound: dict | None) -> str | None:
     """The precision ``auto`` keeps for an output bound to ``bound`` (None: decide by the device)."""
     kept = (bound or {}).get("precision")
-    return kept if precision == "auto" and kept in AUTO_RESULTS else None
+    return kept if kept in AUTO_RESULTS else None
 
 
 def resolve_run_precision(precision: str, bound: dict | None, replace: bool, cpus_per_actor: float,
                           gpus_per_actor: float, output_url: str) -> str:
     """The precision a run embeds in: ``auto`` keeps the output's (unless ``replace``), else
     :func:`resolve_pool_precision`."""
-    kept = None if replace else auto_from_binding(precision, bound)
+    kept = auto_from_binding(bound) if precision == "auto" and not replace else None
     if kept is not None:
         log.info("--precision auto: %s holds %s vectors: this run embeds in %s too", output_url, kept, kept)
         return kept
