@@ -36,8 +36,8 @@ FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "elmo_
 
 
 def _memory_mb(pid: int) -> dict[str, float]:
-    """``VmHWM`` (peak resident memory, object-store pages the process touched included), and now:
-    ``RssAnon`` (its private memory: heap, arrays) and ``RssShmem`` (shared memory: Ray's object store)."""
+    """``VmHWM`` (peak resident memory, object-store pages the process touched included) and, at this
+    moment, ``RssAnon`` (its private memory: heap, arrays) and ``RssShmem`` (Ray's object store)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             status = f.read()
@@ -49,7 +49,7 @@ def _memory_mb(pid: int) -> dict[str, float]:
 
 def _run(model: Path, inputs: list[Path], output: Path, actors: int, cpus_per_actor: float) -> dict:
     from pipelines.embed.job import EmbedJobConfig, run_embed
-    from pipelines.fault_injection import ENV_VAR
+    from pipelines.fault_injection import ENV_VAR, traced_embed_rows
 
     trace = output.parent / f"{output.name}-trace"
     trace.mkdir()
@@ -75,7 +75,7 @@ def _run(model: Path, inputs: list[Path], output: Path, actors: int, cpus_per_ac
         stop.set()
         sampler.join()
         del os.environ[ENV_VAR]
-    per_actor = sorted((sum(int(n) for n in p.read_text().split()) for p in trace.iterdir()), reverse=True)
+    per_actor = sorted(traced_embed_rows(trace).values(), reverse=True)
     return {"seconds": round(seconds, 2), "sentences": result.rows, "sentences_per_s": round(result.rows / seconds, 1),
             "read_blocks": result.blocks, "rows_per_actor": per_actor,
             **{name: round(max((mb for (_, k), mb in peaks.items() if k == key), default=0.0), 1)

@@ -88,6 +88,12 @@ def trace_embed_actor(faults: Faults, rows: int) -> None:
             trace.write(f"{rows}\n")
 
 
+def traced_embed_rows(trace_dir: str | os.PathLike) -> dict[str, int]:
+    """What :func:`trace_embed_actor` wrote under ``trace_dir``: rows embedded per actor,
+    ``{"<node id>-<pid>": rows}``."""
+    return {entry.name: sum(int(n) for n in open(entry.path).read().split()) for entry in os.scandir(trace_dir)}
+
+
 def exit_train_worker_once(faults: Faults, next_step: int, rank: int) -> None:
     """A training worker about to train step ``next_step``: rank ``train_exit_rank`` dies once."""
     marker = faults.train_exit_marker

@@ -96,6 +96,16 @@ def local_ray(num_cpus: int = 2) -> Iterator[None]:
             ray.shutdown()
 
 
+def auto_precision_on_a_worker() -> str:
+    """What ``precision="auto"`` resolves to on a CPU worker of the running Ray (asked of a Ray task,
+    independently of the code under test's own probe)."""
+    import ray
+
+    from elmo_model.model.precision import resolve_precision
+
+    return ray.get(ray.remote(lambda: resolve_precision("auto", "cpu")[0]).options(num_cpus=0.5).remote())
+
+
 def line_records(text: str) -> list[tuple[int, list[str]]]:
     """Oracle: (0-based line, whitespace tokens) of every non-empty line, in plain Python."""
     lines = text.split("\n")

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from pipelines_support import line_records, patched_env
 
-from pipelines.fault_injection import ENV_VAR
+from pipelines.fault_injection import ENV_VAR, traced_embed_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 WORDS = "the bank raised its rates we sat on river a third line here another file with words and".split()
@@ -39,9 +39,9 @@ def _embed(address: str, model: Path, corpus: Path, output: Path, trace: Path, a
 
 def _rows_by_node(trace: Path) -> dict[str, int]:
     rows: dict[str, int] = {}
-    for path in trace.iterdir():
-        node = path.name.rsplit("-", 1)[0]
-        rows[node] = rows.get(node, 0) + sum(int(n) for n in path.read_text().split())
+    for actor, count in traced_embed_rows(trace).items():
+        node = actor.rsplit("-", 1)[0]
+        rows[node] = rows.get(node, 0) + count
     return rows
 
 

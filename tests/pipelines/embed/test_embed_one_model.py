@@ -19,7 +19,7 @@ from pipelines.embed.job import EmbedJobConfig, run_embed
 from pipelines.fault_injection import ENV_VAR
 from pipelines.io.storage import resolve
 
-from pipelines_support import local_ray, local_s3_env
+from pipelines_support import auto_precision_on_a_worker, local_ray, local_s3_env
 from support import run_elmo
 
 pytestmark = pytest.mark.ray
@@ -119,14 +119,10 @@ def test_prune_drops_the_rows_of_deleted_inputs(env):
 def test_precision_auto_is_resolved_once_where_the_actors_run_and_bound_to_the_output(env, caplog):
     """``auto`` becomes the precision the actors' device calls for (asked of a Ray task with an
     actor's resources); the output records that precision, and another precision is refused."""
-    import ray
-
-    from elmo_model.model.precision import resolve_precision
-
     fs = resolve("s3://ocorpus").fs
     fs.pipe_file("ocorpus/auto/a.txt", TEXTS["a.txt"].encode())
     output = "s3://oout/auto"
-    expected = ray.get(ray.remote(lambda: resolve_precision("auto", "cpu")[0]).options(num_cpus=0.5).remote())
+    expected = auto_precision_on_a_worker()
     with caplog.at_level("INFO", logger="pipelines.embed.precision"):
         run_embed(_config("B", output, "auto", precision="auto"))
     assert f"--precision auto: the actors run {expected} (auto: a CPU" in caplog.text
@@ -142,14 +138,10 @@ def test_precision_auto_keeps_the_precision_of_an_output_already_bound(env, capl
     """An output bound to fp32 or bf16 vectors keeps that precision under ``auto`` — whatever the
     device would call for, a new input is embedded (not refused) in the output's precision, and an
     up-to-date rerun decides without asking any device; ``--replace`` decides by the device again."""
-    import ray
-
-    from elmo_model.model.precision import resolve_precision
-
     fs = resolve("s3://ocorpus").fs
     fs.pipe_file("ocorpus/keep/a.txt", TEXTS["a.txt"].encode())
     output = "s3://oout/keep"
-    by_device = ray.get(ray.remote(lambda: resolve_precision("auto", "cpu")[0]).options(num_cpus=0.5).remote())
+    by_device = auto_precision_on_a_worker()
     other = "bf16" if by_device == "fp32" else "fp32"
     run_embed(_config("B", output, "keep", precision=other))
     fs.pipe_file("ocorpus/keep/b.txt", TEXTS["b.txt"].encode())

@@ -23,10 +23,10 @@ from elmo_model.formats.weights import load_bilm
 from pipelines.embed import embed_dataset
 from pipelines.embed.job import EmbedJobConfig, run_embed
 from pipelines.embed.placement import PoolNeeds, StallWatch, shortfall
-from pipelines.fault_injection import ENV_VAR
+from pipelines.fault_injection import ENV_VAR, traced_embed_rows
 from pipelines.io.storage import resolve
 
-from pipelines_support import line_records, local_ray, local_s3_env, patched_env
+from pipelines_support import auto_precision_on_a_worker, line_records, local_ray, local_s3_env, patched_env
 from support import run_elmo
 
 WORDS = "the bank raised its rates we sat on river a third line here another file with words and".split()
@@ -77,7 +77,7 @@ def test_one_file_feeds_every_actor_with_exact_provenance(env, model_dir, embedd
         result = run_embed(EmbedJobConfig(model=str(model_dir), inputs=(str(corpus),), output=str(tmp_path / "out"),
                                           actors=(2, 2), cpus_per_actor=0.5, batch_size=64))
     assert result.blocks >= 8 and result.commits == 1
-    rows_per_actor = sorted(sum(int(n) for n in p.read_text().split()) for p in trace.iterdir())
+    rows_per_actor = sorted(traced_embed_rows(trace).values())
     assert len(rows_per_actor) == 2, rows_per_actor  # both actors embedded
     assert rows_per_actor[0] * 4 >= rows_per_actor[1], rows_per_actor  # and neither only a little
     table = _read(str(tmp_path / "out"))
@@ -182,9 +182,7 @@ def test_the_ray_data_api_gives_the_vectors_of_elmo_embed(env, model_dir, tmp_pa
     pooled = embed_dataset(tokens, str(model_dir), actors=(1, 1), cpus_per_actor=0.5, pooling="mean").take_all()
     assert len(pooled[0]["embedding"]) == 32
     # precision "auto": resolved once for the actors' device, then the same vectors as that precision
-    from elmo_model.model.precision import resolve_precision
-
-    chosen = ray.get(ray.remote(lambda: resolve_precision("auto", "cpu")[0]).options(num_cpus=0.5).remote())
+    chosen = auto_precision_on_a_worker()
     with caplog.at_level("INFO", logger="pipelines.embed.precision"):
         auto = embed_dataset(tokens, str(model_dir), actors=(1, 1), cpus_per_actor=0.5, precision="auto").take_all()
     assert caplog.text.count(f"the actors run {chosen}") == 1
@@ -236,7 +234,7 @@ def test_vectors_are_written_while_the_pool_still_embeds(env, model_dir, tmp_pat
     def watch() -> None:
         while not done.wait(0.05):
             if any((output / "_staging").rglob("*.parquet")):
-                seen.append(sum(int(n) for p in trace.iterdir() for n in p.read_text().split()))
+                seen.append(sum(traced_embed_rows(trace).values()))
                 return
 
     watcher = threading.Thread(target=watch, daemon=True)
